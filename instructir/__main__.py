@@ -1,0 +1,5 @@
+"""`python -m instructir` runs the CLI."""
+
+from instructir.cli import app
+
+app(prog_name="instructir")

@@ -1,0 +1,173 @@
+"""The `instructir` command line: a thin layer that parses options, calls the library and prints results."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from instructir.tasks import all_tasks, resolve_tasks
+
+app = typer.Typer(help="Instruction-guided image restoration toolkit.", no_args_is_help=True)
+prompts_app = typer.Typer(help="Generate and inspect restoration requests.", no_args_is_help=True)
+app.add_typer(prompts_app, name="prompts")
+console = Console()
+errors = Console(stderr=True)
+
+
+class BackendName(str, Enum):
+    local = "local"
+    openai = "openai"
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a clear error and exit non-zero."""
+    errors.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@app.command("tasks")
+def tasks_command() -> None:
+    """List the registered tasks with their ids and descriptions."""
+    table = Table("id", "name", "label", "seeds", "degradations", "description")
+    for task in all_tasks():
+        table.add_row(
+            str(task.id), task.name, task.label, str(len(task.seeds)), ", ".join(task.degradations), task.description
+        )
+    console.print(table)
+
+
+@prompts_app.command("generate")
+def generate_command(
+    out: Annotated[Path, typer.Option(help="Output folder for candidates.parquet, rejects.parquet, summary.json.")],
+    backend: Annotated[
+        BackendName | None, typer.Option(help="LLM backend; default: openai when --base-url is given, else local.")
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model name (openai) or GGUF file path (local).")] = None,
+    api_key_env: Annotated[str, typer.Option(help="Environment variable that holds the API key.")] = "OPENAI_API_KEY",
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated task names; default: all.")] = None,
+    per_task: Annotated[int, typer.Option(help="Accepted candidates to produce per task.")] = 50,
+    concurrency: Annotated[int, typer.Option(help="Concurrent requests (openai backend).")] = 16,
+    seed: Annotated[int, typer.Option(help="Run seed: every call's seed derives from it.")] = 0,
+    style: Annotated[
+        str | None,
+        typer.Option(help="Prompt style: instruct or continue; default: continue (local), instruct (openai)."),
+    ] = None,
+    requests_per_call: Annotated[int, typer.Option(help="Requests asked for in each call.")] = 5,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.9,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 0.95,
+    max_tokens: Annotated[int, typer.Option(help="Token budget of each reply.")] = 160,
+    rpm: Annotated[float | None, typer.Option(help="Requests-per-minute limit (openai).")] = None,
+    tpm: Annotated[float | None, typer.Option(help="Tokens-per-minute limit (openai).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for one reply (openai).")] = 60.0,
+    max_retries: Annotated[int, typer.Option(help="Retries of a failed call (openai).")] = 6,
+    batch_size: Annotated[int, typer.Option(help="Rows decoded together (local).")] = 64,
+    max_calls_per_task: Annotated[int | None, typer.Option(help="Give up on a task after this many calls.")] = None,
+    cache: Annotated[Path | None, typer.Option(help="Reply cache (SQLite); default: OUT/cache.sqlite.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Generate candidate restoration requests with an LLM; re-running the same command resumes."""
+    from instructir.prompts.cache import ReplyCache
+    from instructir.prompts.generate import GenerationConfig, generate_candidates, write_generation
+    from instructir.prompts.llm import BackendError
+
+    chosen = backend or (BackendName.openai if base_url else BackendName.local)
+    try:
+        selected = resolve_tasks([tasks] if tasks else None)
+        config = GenerationConfig(
+            per_task=per_task,
+            seed=seed,
+            style=style or ("continue" if chosen is BackendName.local else "instruct"),
+            requests_per_call=requests_per_call,
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
+            max_calls_per_task=max_calls_per_task,
+        )
+        llm = _make_backend(
+            chosen, base_url, model, api_key_env, concurrency, rpm, tpm, timeout, max_retries, batch_size
+        )
+    except (ValueError, BackendError, FileNotFoundError) as error:
+        fail(str(error))
+    replies = ReplyCache(cache or out / "cache.sqlite")
+    try:
+        result = generate_candidates(llm, selected, config, replies, show_progress=progress and sys.stderr.isatty())
+    except BackendError as error:
+        fail(f"{error}\n{replies.count()} replies are saved in {replies.path}; nothing done is lost.")
+    except KeyboardInterrupt:
+        fail(
+            f"interrupted. {replies.count()} replies are saved in {replies.path}; run the same command to resume.", 130
+        )
+    finally:
+        replies.close()
+    paths = write_generation(result, out)
+    print_summary(result.summary)
+    for name, path in paths.items():
+        console.print(f"{name}: {path}")
+    if result.summary["candidates"] < per_task * len(selected):
+        errors.print("[yellow]warning:[/] some tasks stopped short of --per-task; see summary.json")
+
+
+def _make_backend(
+    name: BackendName,
+    base_url: str | None,
+    model: str | None,
+    api_key_env: str,
+    concurrency: int,
+    rpm: float | None,
+    tpm: float | None,
+    timeout: float,
+    max_retries: int,
+    batch_size: int,
+) -> Any:
+    if name is BackendName.openai:
+        from instructir.prompts.openai_backend import DEFAULT_MODEL, OpenAIBackend
+
+        return OpenAIBackend(
+            model=model or DEFAULT_MODEL,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+            requests_per_minute=rpm,
+            tokens_per_minute=tpm,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+    from instructir.prompts.local_backend import LocalBackend
+
+    return LocalBackend(model_path=model, batch_size=batch_size)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """The generation summary as a table: one row per task, then the totals."""
+    table = Table(title=f"generation: {summary['backend']} / {summary['model']}")
+    for column in ("task", "candidates", "calls", "cached", "failed", "failures", "top rejects", "tokens out", "tok/s"):
+        table.add_column(column)
+    for name, row in summary["tasks"].items():
+        rejects = sorted(row["rejects_by_reason"].items(), key=lambda item: -item[1])[:3]
+        table.add_row(
+            name,
+            f"{row['candidates']}/{row['target']}",
+            str(row["calls"]),
+            str(row["cached_calls"]),
+            str(row["failed_calls"]),
+            ", ".join(f"{k} {v}" for k, v in row["failures_by_reason"].items()) or "-",
+            ", ".join(f"{k} {v}" for k, v in rejects) or "-",
+            str(row["completion_tokens"]),
+            str(row["tokens_per_second"] or "-"),
+        )
+    console.print(table)
+    cost = summary["estimated_cost_usd"]
+    console.print(
+        f"{summary['candidates']} candidates from {summary['calls']} calls ({summary['new_calls']} new) in "
+        f"{summary['wall_seconds']:.1f} s; {summary['tokens_per_second'] or 0} generated tokens/s; "
+        f"cost {'unknown' if cost is None else f'${cost:.4f}'}"
+    )

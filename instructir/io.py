@@ -1,0 +1,36 @@
+"""Writing files so that a killed process never leaves a half-written one: write a temporary file, then rename."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def write_parquet(rows: list[dict[str, Any]], schema: pa.Schema, path: str | Path) -> Path:
+    """Write ``rows`` with ``schema`` to ``path`` atomically; the same rows give the same bytes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(rows, schema=schema)
+    temporary = _temporary(path)
+    pq.write_table(table, temporary, compression="zstd")
+    os.replace(temporary, path)
+    return path
+
+
+def write_json(data: Any, path: str | Path) -> Path:
+    """Write ``data`` as indented JSON to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary(path)
+    temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+    return path

@@ -1,0 +1,75 @@
+"""The prompt texts for generation, kept as files in templates/ so they can be read and edited without code.
+
+Two prompt styles share a system text and the cue lists:
+- ``instruct.txt``: the examples and the ask in one user message; for capable models behind an API.
+- ``continue.txt``: a short user message, then the examples as the start of the assistant's own numbered
+  list, which the model continues; small local models stay on topic far better this way.
+``registers.txt`` and ``personas.txt`` hold one cue per line, sampled per call to vary tone, length and speaker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from string import Template
+
+STYLES = ("instruct", "continue")
+
+
+@dataclass(frozen=True)
+class PromptTemplates:
+    """The texts a generation prompt is built from."""
+
+    system: str
+    instruct: Template
+    continue_: Template
+    registers: tuple[str, ...]
+    personas: tuple[str, ...]
+
+
+def load_templates(folder: str | Path | None = None) -> PromptTemplates:
+    """Read the templates from ``folder``, or the ones shipped with the package."""
+    root = Path(folder) if folder else resources.files("instructir.prompts") / "templates"
+
+    def text(name: str) -> str:
+        path = root / name
+        if not path.is_file():
+            raise FileNotFoundError(f"template {name} is missing from {root}")
+        return path.read_text(encoding="utf-8").strip()
+
+    def lines(name: str) -> tuple[str, ...]:
+        found = tuple(line.strip() for line in text(name).splitlines() if line.strip())
+        if not found:
+            raise ValueError(f"template {name} in {root} has no lines")
+        return found
+
+    return PromptTemplates(
+        system=text("system.txt"),
+        instruct=Template(text("instruct.txt")),
+        continue_=Template(text("continue.txt")),
+        registers=lines("registers.txt"),
+        personas=lines("personas.txt"),
+    )
+
+
+def build_messages(
+    templates: PromptTemplates,
+    style: str,
+    description: str,
+    examples: list[str],
+    count: int,
+    persona: str,
+    register: str,
+) -> tuple[tuple[str, str], ...]:
+    """The chat messages for one generation call in the given style."""
+    fields = {"description": description, "count": count, "persona": persona, "register": register}
+    if style == "instruct":
+        listing = "\n".join(f"- {example}" for example in examples)
+        user = templates.instruct.substitute(fields, examples=listing)
+        return (("system", templates.system), ("user", user))
+    if style == "continue":
+        listing = "".join(f"{n}. {example}\n" for n, example in enumerate(examples, start=1))
+        user = templates.continue_.substitute(fields)
+        return (("system", templates.system), ("user", user), ("assistant", f"{listing}{len(examples) + 1}."))
+    raise ValueError(f"unknown prompt style {style!r}; choose from {', '.join(STYLES)}")

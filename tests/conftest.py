@@ -1,0 +1,34 @@
+"""Shared fixtures: a loopback Chat Completions server and a way to run the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from chat_server import ChatServer
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def server():
+    """A fault-free loopback server; tests that need faults build their own ChatServer."""
+    with ChatServer() as running:
+        yield running
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for CLI subprocesses: wide output, no colour, no real API key."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    env.update({"COLUMNS": "200", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """Run `instructir ARGS` as a real process and capture what it prints."""
+    command = [sys.executable, "-m", "instructir", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=cli_env(**env), cwd=REPO)
