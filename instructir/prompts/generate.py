@@ -78,6 +78,7 @@ class GenerationConfig:
     temperature: float = 0.9
     top_p: float = 0.95
     max_tokens: int = 160
+    stop: tuple[str, ...] | None = None
     max_calls_per_task: int | None = None
     rules: FormatRules = field(default_factory=FormatRules)
 
@@ -98,6 +99,13 @@ class GenerationConfig:
             raise ValueError(f"invalid generation setting(s): {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
         if self.style not in STYLES:
             raise ValueError(f"unknown prompt style {self.style!r}; choose from {', '.join(STYLES)}")
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        """Where replies end: by default a blank line in the continue style, since the model has left its list."""
+        if self.stop is not None:
+            return self.stop
+        return ("\n\n",) if self.style == "continue" else ()
 
     @property
     def call_limit(self) -> int:
@@ -167,6 +175,7 @@ def plan_call(
         top_p=config.top_p,
         max_tokens=config.max_tokens,
         seed=int(rng.integers(0, 2**31 - 1)),
+        stop=config.stop_strings,
     )
     return PlannedCall(
         task,

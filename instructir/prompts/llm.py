@@ -23,6 +23,7 @@ class ChatRequest:
     top_p: float
     max_tokens: int
     seed: int
+    stop: tuple[str, ...] = ()
 
     def message_dicts(self) -> list[dict[str, str]]:
         """The messages in the Chat Completions wire format."""

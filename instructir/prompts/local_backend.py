@@ -2,16 +2,22 @@
 
 The GGUF file is loaded with transformers (which dequantises it) and decoded in batches by a small loop of our
 own: each row samples with its own torch.Generator seeded from its request, so a request's reply depends on its
-seed and its batch, not on what ran before; rows that finish leave the batch so the rest decode faster.
+seed and its batch, not on what ran before. The prompt prefix that all rows of a batch share is computed once,
+and rows that finish (end token, stop string or budget) leave the batch so the rest decode faster.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
+import io
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from instructir.prompts.llm import BackendError, ChatRequest, Completion, OnResults
 
@@ -33,21 +39,39 @@ def embedded_model_path() -> Path:
     )
 
 
+def _best_dtype() -> str:
+    """bfloat16 where the CPU multiplies it natively (1.7x faster here than float32), else float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "float32"
+    return "bfloat16" if "avx512_bf16" in flags or "amx_bf16" in flags else "float32"
+
+
 class LocalBackend:
     """Batched in-process generation with a GGUF model through transformers."""
 
     name = "local"
 
-    def __init__(self, model_path: str | Path | None = None, batch_size: int = 64, threads: int | None = None):
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        batch_size: int = 64,
+        threads: int | None = None,
+        dtype: str = "auto",
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if dtype not in ("auto", "bfloat16", "float32"):
+            raise ValueError(f"dtype must be auto, bfloat16 or float32, got {dtype!r}")
         self.path = Path(model_path) if model_path else embedded_model_path()
         if not self.path.is_file():
             raise BackendError(f"model file {self.path} does not exist; pass a GGUF file path to --model")
-        self.model = self.path.name
+        self.dtype = _best_dtype() if dtype == "auto" else dtype
+        self.model = f"{self.path.name}:{self.dtype}"
         self.batch_size = batch_size
         self.threads = threads
-        self._loaded: tuple | None = None
+        self._loaded: _Loaded | None = None
 
     def run(self, requests: Sequence[ChatRequest], on_results: OnResults) -> None:
         """Generate in consecutive batches, reporting each batch's replies together."""
@@ -60,23 +84,22 @@ class LocalBackend:
         """One batch of replies; the model loads on first use so a fully cached run never loads it."""
         import torch
 
-        model, tokenizer, stop_ids = self._load()
+        loaded = self._load()
+        tokenizer = loaded.tokenizer
         start = time.monotonic()
-        texts = [_render(tokenizer, request) for request in requests]
-        encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        rows = [tokenizer(_render(tokenizer, r), add_special_tokens=False).input_ids for r in requests]
         with torch.inference_mode():
-            tokens, finish = _decode(model, encoded.input_ids, encoded.attention_mask, requests, stop_ids)
+            tokens, counts, finish = _decode(loaded, rows, requests)
         seconds = time.monotonic() - start
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        prompt_lengths = encoded.attention_mask.sum(dim=1).tolist()
         completions = []
-        for row in range(len(requests)):
-            content = tokenizer.decode(tokens[row], skip_special_tokens=True)
+        for row, request in enumerate(requests):
+            content = _cut_at_stop(tokenizer.decode(tokens[row], skip_special_tokens=True), request.stop)
             completions.append(
                 Completion(
                     content=content,
-                    prompt_tokens=int(prompt_lengths[row]),
-                    completion_tokens=len(tokens[row]) + (finish[row] == "stop"),
+                    prompt_tokens=len(rows[row]),
+                    completion_tokens=counts[row],
                     finish_reason=finish[row],
                     raw=content,
                     seconds=seconds / len(requests),
@@ -85,7 +108,7 @@ class LocalBackend:
             )
         return completions
 
-    def _load(self) -> tuple:
+    def _load(self) -> _Loaded:
         if self._loaded is None:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -93,18 +116,35 @@ class LocalBackend:
 
             if self.threads:
                 torch.set_num_threads(self.threads)
-            logging.set_verbosity_error()
             folder, name = str(self.path.parent), self.path.name
-            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+            verbosity = logging.get_verbosity()
+            logging.set_verbosity_error()  # its advice to load in float32 is slower here (measured)
+            try:
+                with contextlib.redirect_stderr(io.StringIO()):  # the GGUF loader's own progress bar
+                    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+                    dtype = getattr(torch, self.dtype)
+                    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype).eval()
+            finally:
+                logging.set_verbosity(verbosity)
             tokenizer.padding_side = "left"
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
-            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).eval()
             stop_ids = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|endoftext|>")}
             stop_ids.discard(None)
             stop_ids.discard(tokenizer.unk_token_id)
-            self._loaded = (model, tokenizer, stop_ids)
+            token_text = functools.lru_cache(maxsize=None)(lambda token: tokenizer.decode([token]))
+            self._loaded = _Loaded(model, tokenizer, frozenset(stop_ids), token_text)
         return self._loaded
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """The model, its tokenizer, the ids that end a reply, and a cached token-to-text lookup."""
+
+    model: Any
+    tokenizer: Any
+    end_ids: frozenset[int]
+    token_text: Callable[[int], str]
 
 
 def _render(tokenizer, request: ChatRequest) -> str:
@@ -122,21 +162,36 @@ def _cache_argument(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def _decode(model, input_ids, attention_mask, requests: Sequence[ChatRequest], stop_ids: set[int]):
-    """Sample every row until it stops or reaches its token budget; finished rows leave the batch."""
+def _common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens every row shares, leaving each row at least one token of its own."""
+    shortest = min(len(row) for row in rows)
+    length = 0
+    while length < shortest - 1 and all(row[length] == rows[0][length] for row in rows):
+        length += 1
+    return length
+
+
+def _prefill(model, rows: Sequence[Sequence[int]], cache, cache_kw: dict, pad_id: int):
+    """Run the prompts once: the prefix all rows share at batch size one, then each row's own left-padded rest.
+
+    Returns the last logits of every row, the attention mask so far, and each row's next position.
+    """
     import torch
-    from transformers import DynamicCache
 
-    generators = [torch.Generator().manual_seed(int(r.seed)) for r in requests]
-    temperatures = torch.tensor([max(r.temperature, 1e-5) for r in requests])
-    top_ps = torch.tensor([r.top_p for r in requests])
-    budgets = [r.max_tokens for r in requests]
-    tokens: list[list[int]] = [[] for _ in requests]
-    finish = ["length"] * len(requests)
-
-    cache = DynamicCache()
-    cache_kw = {_cache_argument(model): cache}
-    positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+    shared = _common_prefix_length(rows)
+    suffixes = [row[shared:] for row in rows]
+    width = max(len(suffix) for suffix in suffixes)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), shared + width), dtype=torch.long)
+    attention_mask[:, :shared] = 1
+    for row, suffix in enumerate(suffixes):
+        input_ids[row, width - len(suffix) :] = torch.tensor(suffix)
+        attention_mask[row, shared + width - len(suffix) :] = 1
+    if shared:
+        prefix = torch.tensor([rows[0][:shared]])
+        model(input_ids=prefix, position_ids=torch.arange(shared)[None], use_cache=True, logits_to_keep=1, **cache_kw)
+        cache.batch_repeat_interleave(len(rows))
+    positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)[:, shared:]
     output = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -145,26 +200,57 @@ def _decode(model, input_ids, attention_mask, requests: Sequence[ChatRequest], s
         logits_to_keep=1,
         **cache_kw,
     )
+    return output.logits[:, -1, :], attention_mask, positions[:, -1] + 1
+
+
+def _cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    """The text before the first stop string, as OpenAI-compatible servers return it."""
+    cut = min((text.find(stop) for stop in stops if stop in text), default=-1)
+    return text[:cut] if cut >= 0 else text
+
+
+def _decode(loaded: _Loaded, rows: Sequence[Sequence[int]], requests: Sequence[ChatRequest]):
+    """Sample every row until it emits an end token or a stop string or spends its budget; finished rows leave
+    the batch. Returns each row's tokens, how many it sampled, and why it finished."""
+    import torch
+    from transformers import DynamicCache
+
+    generators = [torch.Generator().manual_seed(int(r.seed)) for r in requests]
+    temperatures = torch.tensor([max(r.temperature, 1e-5) for r in requests])
+    top_ps = torch.tensor([r.top_p for r in requests])
+    budgets = [r.max_tokens for r in requests]
+    model = loaded.model
+    tokens: list[list[int]] = [[] for _ in requests]
+    counts = [0] * len(requests)
+    tails = [""] * len(requests)
+    finish = ["length"] * len(requests)
+
+    cache = DynamicCache()
+    cache_kw = {_cache_argument(model): cache}
+    logits, attention_mask, next_position = _prefill(model, rows, cache, cache_kw, loaded.tokenizer.pad_token_id)
     alive = list(range(len(requests)))
-    next_position = positions[:, -1] + 1
-    logits = output.logits[:, -1, :]
     while alive:
         sampled = _sample(logits, temperatures[alive], top_ps[alive], [generators[i] for i in alive])
         keep = []
         for row, index in enumerate(alive):
             token = int(sampled[row])
-            if token in stop_ids:
+            counts[index] += 1
+            if token in loaded.end_ids:
                 finish[index] = "stop"
                 continue
             tokens[index].append(token)
-            if len(tokens[index]) < budgets[index]:
+            tails[index] = (tails[index] + loaded.token_text(token))[-16:]
+            if any(stop in tails[index] for stop in requests[index].stop):
+                finish[index] = "stop"
+            elif len(tokens[index]) < budgets[index]:
                 keep.append(row)
         if not keep:
             break
         if len(keep) < len(alive):
-            rows = torch.tensor(keep)
-            cache.batch_select_indices(rows)
-            attention_mask, next_position, sampled = attention_mask[rows], next_position[rows], sampled[rows]
+            selected = torch.tensor(keep)
+            cache.batch_select_indices(selected)
+            attention_mask, next_position = attention_mask[selected], next_position[selected]
+            sampled = sampled[selected]
             alive = [alive[row] for row in keep]
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(alive), 1))], dim=1)
         output = model(
@@ -176,16 +262,17 @@ def _decode(model, input_ids, attention_mask, requests: Sequence[ChatRequest], s
         )
         next_position = next_position + 1
         logits = output.logits[:, -1, :]
-    return tokens, finish
+    return tokens, counts, finish
 
 
-def _sample(logits, temperatures, top_ps, generators):
-    """Nucleus sampling, one generator per row."""
+def _sample(logits, temperatures, top_ps, generators, candidates: int = 256):
+    """Nucleus sampling among the ``candidates`` most likely tokens (a full-vocabulary sort per step costs more
+    than the model's own step at large batch), one generator per row."""
     import torch
 
-    probabilities = torch.softmax(logits.float() / temperatures[:, None], dim=-1)
-    ordered, order = probabilities.sort(dim=-1, descending=True)
-    outside = ordered.cumsum(dim=-1) - ordered > top_ps[:, None]
-    ordered = ordered.masked_fill(outside, 0.0)
-    picks = [torch.multinomial(ordered[row], 1, generator=generators[row]) for row in range(len(generators))]
-    return order.gather(1, torch.stack(picks)).squeeze(1)
+    top_logits, top_ids = logits.float().topk(min(candidates, logits.shape[-1]), dim=-1)
+    probabilities = torch.softmax(top_logits / temperatures[:, None], dim=-1)
+    outside = probabilities.cumsum(dim=-1) - probabilities > top_ps[:, None]
+    probabilities = probabilities.masked_fill(outside, 0.0)
+    picks = [torch.multinomial(probabilities[row], 1, generator=generators[row]) for row in range(len(generators))]
+    return top_ids.gather(1, torch.stack(picks)).squeeze(1)

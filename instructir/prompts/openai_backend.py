@@ -126,6 +126,7 @@ class OpenAIBackend:
                 top_p=request.top_p,
                 max_tokens=request.max_tokens,
                 seed=request.seed,
+                stop=list(request.stop) or None,
             )
         except (openai.AuthenticationError, openai.PermissionDeniedError) as error:
             raise BackendError(
