@@ -70,6 +70,12 @@ def generate_command(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for one reply (openai).")] = 60.0,
     max_retries: Annotated[int, typer.Option(help="Retries of a failed call (openai).")] = 6,
     batch_size: Annotated[int, typer.Option(help="Rows decoded together (local).")] = 64,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads (local); use fewer than the cores when sharing.")
+    ] = None,
+    dtype: Annotated[
+        str, typer.Option(help="auto, bfloat16 or float32 (local); auto picks bf16 where native.")
+    ] = "auto",
     max_calls_per_task: Annotated[int | None, typer.Option(help="Give up on a task after this many calls.")] = None,
     cache: Annotated[Path | None, typer.Option(help="Reply cache (SQLite); default: OUT/cache.sqlite.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -127,6 +133,8 @@ def _make_backend(
     timeout: float,
     max_retries: int,
     batch_size: int,
+    threads: int | None,
+    dtype: str,
 ) -> Any:
     if name is BackendName.openai:
         from instructir.prompts.openai_backend import DEFAULT_MODEL, OpenAIBackend
@@ -143,7 +151,7 @@ def _make_backend(
         )
     from instructir.prompts.local_backend import LocalBackend
 
-    return LocalBackend(model_path=model, batch_size=batch_size)
+    return LocalBackend(model_path=model, batch_size=batch_size, threads=threads, dtype=dtype)
 
 
 def print_summary(summary: dict[str, Any]) -> None:
