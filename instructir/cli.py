@@ -99,7 +99,18 @@ def generate_command(
             max_calls_per_task=max_calls_per_task,
         )
         llm = _make_backend(
-            chosen, base_url, model, api_key_env, concurrency, rpm, tpm, timeout, max_retries, batch_size
+            chosen,
+            base_url,
+            model,
+            api_key_env,
+            concurrency,
+            rpm,
+            tpm,
+            timeout,
+            max_retries,
+            batch_size,
+            threads,
+            dtype,
         )
     except (ValueError, BackendError, FileNotFoundError) as error:
         fail(str(error))
