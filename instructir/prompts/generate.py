@@ -195,7 +195,7 @@ def calls_for_round(progress: TaskProgress, config: GenerationConfig) -> int:
     if needed <= 0 or room <= 0:
         return 0
     answered = progress.calls_answered
-    per_call = len(progress.accepted) / answered if answered else config.requests_per_call / 2
+    per_call = len(progress.accepted) / answered if answered else config.requests_per_call
     return max(1, min(config.round_size, room, math.ceil(needed / max(per_call, 0.2))))
 
 
