@@ -137,6 +137,57 @@ def generate_command(
         errors.print("[yellow]warning:[/] some tasks stopped short of --per-task; see summary.json")
 
 
+@prompts_app.command("filter")
+def filter_command(
+    candidates: Annotated[Path, typer.Argument(help="Parquet or JSONL with at least text and task.")],
+    out: Annotated[Path, typer.Option(help="Output folder for corpus.parquet, rejects.parquet, summary.json.")],
+    encoder: Annotated[str, typer.Option(help="Sentence-transformers model (path or id) for the embedding stages.")] = (
+        "all-MiniLM-L6-v2"
+    ),
+    near_threshold: Annotated[float, typer.Option(help="MinHash Jaccard threshold for near-duplicates.")] = 0.7,
+    semantic_threshold: Annotated[float, typer.Option(help="Cosine threshold for semantic duplicates.")] = 0.9,
+    label_margin: Annotated[float, typer.Option(help="Probability margin that flags a label mismatch.")] = 0.3,
+    embeddings: Annotated[bool, typer.Option(help="Run the embedding stages (semantic dedup, labels).")] = True,
+    seeds: Annotated[bool, typer.Option(help="Put the registry's seed requests first, as rows of the corpus.")] = True,
+    embedding_cache: Annotated[Path | None, typer.Option(help="Embedding cache folder.")] = None,
+) -> None:
+    """Filter candidate requests: quality rules, exact, near and semantic duplicates, label consistency."""
+    from instructir.prompts.candidates import read_candidates, write_filtered
+    from instructir.prompts.embed import Embedder
+    from instructir.prompts.filters.cascade import FilterConfig, default_stages, filter_candidates, seed_rows
+    from instructir.tasks import all_tasks
+
+    try:
+        config = FilterConfig(
+            near_threshold=near_threshold, semantic_threshold=semantic_threshold, label_margin=label_margin
+        )
+        rows = read_candidates(candidates)
+    except (ValueError, FileNotFoundError) as error:
+        fail(str(error))
+    if seeds:
+        rows = seed_rows(all_tasks()) + rows
+    embedder = Embedder(encoder, cache_dir=embedding_cache) if embeddings else None
+    with console.status("filtering"):
+        result = filter_candidates(rows, default_stages(config, embedder))
+    summary = {"input": str(candidates), "config": config.__dict__, "encoder": encoder, **result.funnel}
+    paths = write_filtered(result.kept, result.rejects, summary, out)
+    print_funnel(result.funnel)
+    for name, path in paths.items():
+        console.print(f"{name}: {path}")
+
+
+def print_funnel(funnel: dict[str, Any]) -> None:
+    """The filter funnel as a table: rows in and out of each stage, with the main reasons."""
+    table = Table(title=f"filter: {funnel['in']} in, {funnel['out']} kept")
+    for column in ("stage", "in", "out", "dropped by reason"):
+        table.add_column(column)
+    for step in funnel["stages"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(step["dropped_by_reason"].items(), key=lambda kv: -kv[1]))
+        table.add_row(step["stage"], str(step["in"]), str(step["out"]), reasons or "-")
+    console.print(table)
+    console.print("kept per task: " + ", ".join(f"{k} {v}" for k, v in funnel["out_by_task"].items()))
+
+
 def _make_backend(
     name: BackendName,
     base_url: str | None,

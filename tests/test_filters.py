@@ -1,0 +1,154 @@
+"""The filtering cascade's stages on small real inputs, with the real sentence encoder from its wheel."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import run_cli
+
+from instructir.prompts.candidates import read_candidates
+from instructir.prompts.embed import Embedder
+from instructir.prompts.filters.cascade import FilterConfig, default_stages, filter_candidates, seed_rows
+from instructir.prompts.filters.exact import ExactDedup
+from instructir.prompts.filters.label_consistency import LabelConsistency
+from instructir.prompts.filters.near_duplicates import NearDuplicates, jaccard, shingles
+from instructir.prompts.filters.quality import QualityRules
+from instructir.prompts.filters.semantic import SemanticDedup, greedy_dedup
+from instructir.tasks import all_tasks
+
+
+def rows(*items: tuple[str, str]) -> list[dict]:
+    return [{"id": f"r{i}", "task": task, "text": text} for i, (task, text) in enumerate(items)]
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory) -> Embedder:
+    return Embedder(cache_dir=tmp_path_factory.mktemp("embeddings"))
+
+
+def test_exact_duplicates_ignore_case_punctuation_and_spacing():
+    result = ExactDedup().run(
+        rows(("denoise", "Remove the noise!"), ("deblur", "remove  the noise"), ("denoise", "Remove the grain"))
+    )
+    assert [r["id"] for r in result.kept] == ["r0", "r2"]
+    assert result.dropped[0]["duplicate_of"] == "r0" and result.dropped[0]["reason"] == "exact_duplicate"
+
+
+def test_near_duplicates_drop_small_edits_and_keep_the_earliest():
+    assert jaccard(shingles("remove the noise"), shingles("Remove the noise.")) == 1.0
+    data = rows(
+        ("denoise", "Please remove the grain from my photo of the beach at night"),
+        ("denoise", "please remove the grain from my photo of the beach at night today"),
+        ("denoise", "The grain ruins the colours of my wedding portrait, please take it out"),
+        ("dehaze", "Could you clear the fog out of this mountain landscape?"),
+    )
+    result = NearDuplicates(threshold=0.7).run(data)
+    assert [r["id"] for r in result.kept] == ["r0", "r2", "r3"]
+    assert result.dropped[0]["duplicate_of"] == "r0"
+
+
+def test_greedy_semantic_dedup_on_vectors_with_known_structure():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(40, 32))
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    close = base + 0.01 * rng.normal(size=base.shape)
+    close /= np.linalg.norm(close, axis=1, keepdims=True)
+    vectors = np.concatenate([base, close]).astype(np.float32)
+    duplicate_of, similarity = greedy_dedup(vectors, threshold=0.95, block_size=16)
+    assert (duplicate_of[:40] == -1).all() and (duplicate_of[40:] == np.arange(40)).all()
+    assert similarity[40:].min() > 0.95
+    data = [{"id": str(i), "task": "denoise", "text": str(i)} for i in range(80)]
+    partitioned = SemanticDedup(embedder=None, threshold=0.95, partition_above=10, rows_per_cluster=8)
+    assert len(partitioned.run_on_vectors(data, vectors).kept) == 40
+
+
+def test_semantic_dedup_with_the_real_encoder_and_a_cache_that_recomputes_nothing(embedder):
+    data = rows(
+        ("denoise", "Please remove the noise from this photo."),
+        ("denoise", "Please remove noise from this photograph"),
+        ("lowlight", "Make the picture brighter, it is too dark."),
+    )
+    result = SemanticDedup(embedder, threshold=0.9).run(data)
+    assert [r["id"] for r in result.kept] == ["r0", "r2"]
+    assert result.dropped[0]["duplicate_of"] == "r0" and result.dropped[0]["similarity"] >= 0.9
+    computed = embedder.computed
+    again = Embedder(cache_dir=embedder.cache_path.parent)
+    vectors = again.encode([r["text"] for r in data])
+    assert again.computed == 0 and embedder.computed == computed
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_quality_rules_keep_english_requests_and_say_why_others_go():
+    rules = QualityRules()
+    assert all(rules.reason(seed) is None for task in all_tasks() for seed in task.seeds)
+    assert rules.reason("Bitte entferne das Rauschen aus meinem Foto") == "not_english"
+    assert rules.reason("The fog was so bad that people could see them for a moment.") == "not_a_request"
+    assert rules.reason("Here are five requests about blur") == "llm_chatter"
+
+
+def test_label_consistency_flags_a_request_that_asks_for_another_task(embedder):
+    data = rows(
+        ("denoise", "please get rid of the grainy speckles in my night shot"),
+        ("denoise", "the photo is full of noise from high ISO, clean it"),
+        ("denoise", "It is so dark I can barely see anyone, please brighten the whole picture"),
+        ("lowlight", "lift the exposure of this underexposed photo"),
+        ("lowlight", "the restaurant was dim, make the faces brighter"),
+        ("deblur", "my hands shook and the shot is blurry, sharpen it"),
+        ("deblur", "recover the sharp edges lost to motion blur"),
+        ("dehaze", "the valley is covered in fog, clear it away"),
+    )
+    result = LabelConsistency(embedder, margin=0.3, folds=4).run(data)
+    dropped = {r["id"]: r["predicted_task"] for r in result.dropped}
+    assert dropped == {"r2": "lowlight"}
+
+
+def test_cascade_funnel_counts_add_up(embedder):
+    data = seed_rows(all_tasks()[:2]) + rows(
+        ("denoise", "Remove the noise."),
+        ("denoise", "Pouvez-vous enlever le bruit de cette photo s'il vous plaît"),
+        ("deblur", "please make the blurry photo of my cat sharp again"),
+    )
+    result = filter_candidates(data, default_stages(FilterConfig(), embedder))
+    funnel = result.funnel
+    assert funnel["in"] == len(data) and funnel["out"] == len(result.kept)
+    assert funnel["in"] - funnel["out"] == len(result.rejects)
+    assert sum(sum(step["dropped_by_reason"].values()) for step in funnel["stages"]) == len(result.rejects)
+    reasons = {r["text"][:10]: (r["stage"], r["reason"]) for r in result.rejects}
+    assert reasons["Remove the"] == ("exact", "exact_duplicate")
+    assert reasons["Pouvez-vou"] == ("quality", "not_english")
+
+
+def test_filter_cli_carries_columns_through_and_refuses_bad_files(tmp_path):
+    source = tmp_path / "candidates.jsonl"
+    lines = [
+        {"text": "Please sharpen this blurry photo of my dog", "task": "deblur", "origin": "mine"},
+        {"text": "please sharpen this blurry photo of my dog!", "task": "deblur", "origin": "mine"},
+        {"text": "Brighten the shadows in this dark kitchen photo", "task": "lowlight", "origin": "yours"},
+    ]
+    source.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    result = run_cli("prompts", "filter", str(source), "--out", str(tmp_path / "out"), "--no-embeddings", "--no-seeds")
+    assert result.returncode == 0, result.stderr
+    corpus = pq.read_table(tmp_path / "out/corpus.parquet").to_pylist()
+    assert [(r["text"][:6], r["origin"]) for r in corpus] == [("Please", "mine"), ("Bright", "yours")]
+    rejects = pq.read_table(tmp_path / "out/rejects.parquet").to_pylist()
+    assert rejects[0]["duplicate_of"] == "row-0000000" and rejects[0]["stage"] == "exact"
+    summary = json.loads((tmp_path / "out/summary.json").read_text())
+    assert summary["in"] == 3 and summary["out"] == 2
+
+    source.write_text(source.read_text() + "{not json\n")
+    bad = run_cli("prompts", "filter", str(source), "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "candidates.jsonl:4: not valid JSON" in bad.stderr
+    source.write_text(json.dumps({"text": "remove jpeg blocks", "task": "dejpeg"}) + "\n")
+    unknown = run_cli("prompts", "filter", str(source), "--out", str(tmp_path / "bad"))
+    assert unknown.returncode == 2 and "unknown task 'dejpeg'" in unknown.stderr
+
+
+def test_read_candidates_gives_rows_ids(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text(
+        '{"text": "fix the blur", "task": "deblur"}\n\n{"text": "less grain", "task": "denoise", "id": 7}\n'
+    )
+    assert [r["id"] for r in read_candidates(path)] == ["row-0000000", "7"]
