@@ -81,6 +81,10 @@ def generate_command(
     max_calls_per_task: Annotated[int | None, typer.Option(help="Give up on a task after this many calls.")] = None,
     cache: Annotated[Path | None, typer.Option(help="Reply cache (SQLite); default: OUT/cache.sqlite.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    filter_inline: Annotated[
+        bool, typer.Option("--filter/--no-filter", help="Run the filter cascade after every round.")
+    ] = False,
+    encoder: Annotated[str, typer.Option(help="Sentence encoder for --filter.")] = "all-MiniLM-L6-v2",
 ) -> None:
     """Generate candidate restoration requests with an LLM; re-running the same command resumes."""
     from instructir.prompts.cache import ReplyCache
@@ -119,8 +123,16 @@ def generate_command(
     except (ValueError, BackendError, FileNotFoundError) as error:
         fail(str(error))
     replies = ReplyCache(cache or out / "cache.sqlite")
+    per_round = None
+    if filter_inline:
+        from instructir.prompts.embed import Embedder
+        from instructir.prompts.filters.cascade import FilterConfig, default_stages, inline_filter
+
+        per_round = inline_filter(default_stages(FilterConfig(), Embedder(encoder)), selected)
     try:
-        result = generate_candidates(llm, selected, config, replies, show_progress=progress and sys.stderr.isatty())
+        result = generate_candidates(
+            llm, selected, config, replies, show_progress=progress and sys.stderr.isatty(), inline_filter=per_round
+        )
     except BackendError as error:
         fail(f"{error}\n{replies.count()} replies are saved in {replies.path}; nothing done is lost.")
     except KeyboardInterrupt:
@@ -139,7 +151,7 @@ def generate_command(
 
 @prompts_app.command("filter")
 def filter_command(
-    candidates: Annotated[Path, typer.Argument(help="Parquet or JSONL with at least text and task.")],
+    candidates: Annotated[list[Path], typer.Argument(help="Parquet or JSONL files with at least text and task.")],
     out: Annotated[Path, typer.Option(help="Output folder for corpus.parquet, rejects.parquet, summary.json.")],
     encoder: Annotated[str, typer.Option(help="Sentence-transformers model (path or id) for the embedding stages.")] = (
         "all-MiniLM-L6-v2"
@@ -152,7 +164,7 @@ def filter_command(
     embedding_cache: Annotated[Path | None, typer.Option(help="Embedding cache folder.")] = None,
 ) -> None:
     """Filter candidate requests: quality rules, exact, near and semantic duplicates, label consistency."""
-    from instructir.prompts.candidates import read_candidates, write_filtered
+    from instructir.prompts.candidates import read_many, write_filtered
     from instructir.prompts.embed import Embedder
     from instructir.prompts.filters.cascade import FilterConfig, default_stages, filter_candidates, seed_rows
     from instructir.tasks import all_tasks
@@ -161,7 +173,7 @@ def filter_command(
         config = FilterConfig(
             near_threshold=near_threshold, semantic_threshold=semantic_threshold, label_margin=label_margin
         )
-        rows = read_candidates(candidates)
+        rows = read_many(candidates)
     except (ValueError, FileNotFoundError) as error:
         fail(str(error))
     if seeds:
@@ -169,11 +181,40 @@ def filter_command(
     embedder = Embedder(encoder, cache_dir=embedding_cache) if embeddings else None
     with console.status("filtering"):
         result = filter_candidates(rows, default_stages(config, embedder))
-    summary = {"input": str(candidates), "config": config.__dict__, "encoder": encoder, **result.funnel}
+    summary = {
+        "inputs": [str(path) for path in candidates],
+        "config": config.__dict__,
+        "encoder": encoder,
+        **result.funnel,
+    }
     paths = write_filtered(result.kept, result.rejects, summary, out)
     print_funnel(result.funnel)
     for name, path in paths.items():
         console.print(f"{name}: {path}")
+
+
+@prompts_app.command("show")
+def show_command(
+    corpus: Annotated[str, typer.Argument(help="A shipped corpus's short name, or a Parquet/JSONL path.")] = (
+        "instructir-requests"
+    ),
+    per_task: Annotated[int, typer.Option(help="Random samples to print per task.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed for the samples.")] = 0,
+) -> None:
+    """Print a corpus's counts per task and random samples."""
+    from instructir.prompts.corpus import load_corpus, resolve_corpus, samples_by_task
+
+    try:
+        rows = load_corpus(corpus).to_pylist()
+    except (FileNotFoundError, ValueError) as error:
+        fail(str(error))
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["task"]] = counts.get(row["task"], 0) + 1
+    table = Table("task", "rows", "samples", title=f"{resolve_corpus(corpus)}: {len(rows)} rows")
+    for task, texts in samples_by_task(rows, per_task, seed).items():
+        table.add_row(task, str(counts[task]), "\n".join(texts))
+    console.print(table)
 
 
 def print_funnel(funnel: dict[str, Any]) -> None:

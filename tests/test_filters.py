@@ -152,3 +152,38 @@ def test_read_candidates_gives_rows_ids(tmp_path):
         '{"text": "fix the blur", "task": "deblur"}\n\n{"text": "less grain", "task": "denoise", "id": 7}\n'
     )
     assert [r["id"] for r in read_candidates(path)] == ["row-0000000", "7"]
+
+
+def test_generation_with_the_inline_filter_counts_only_filtered_requests(tmp_path):
+    from chat_server import ChatServer
+
+    from instructir.prompts.cache import ReplyCache
+    from instructir.prompts.filters.cascade import inline_filter
+    from instructir.prompts.generate import GenerationConfig, generate_candidates
+    from instructir.prompts.openai_backend import OpenAIBackend
+    from instructir.tasks import resolve_tasks
+
+    tasks = resolve_tasks(["denoise,dehaze"])
+    stages = [QualityRules(), ExactDedup(), NearDuplicates(threshold=0.5)]
+    with ChatServer() as server:
+        backend = OpenAIBackend(model="m", base_url=server.url)
+        config = GenerationConfig(per_task=15, round_size=4)
+        result = generate_candidates(
+            backend, tasks, config, ReplyCache(tmp_path / "c.sqlite"), inline_filter=inline_filter(stages, tasks)
+        )
+    assert result.summary["tasks"]["denoise"]["candidates"] == 15 == result.summary["tasks"]["dehaze"]["candidates"]
+    refiltered = filter_candidates(seed_rows(tasks) + result.candidates, stages)
+    assert len(refiltered.rejects) == 0, "the inline filter let through rows the cascade drops"
+    assert any(r["reason"] == "near_duplicate" for r in result.rejects)
+
+
+def test_show_and_load_a_corpus_by_path(tmp_path):
+    from instructir.prompts.candidates import write_rows
+    from instructir.prompts.corpus import load_corpus
+
+    write_rows(seed_rows(all_tasks()), tmp_path / "mine" / "corpus.parquet")
+    assert load_corpus(tmp_path / "mine").num_rows == sum(len(t.seeds) for t in all_tasks())
+    shown = run_cli("prompts", "show", str(tmp_path / "mine"), "--per-task", "2")
+    assert shown.returncode == 0 and "denoise" in shown.stdout and "ambiguous" in shown.stdout
+    missing = run_cli("prompts", "show", "no-such-corpus")
+    assert missing.returncode == 2 and "no corpus named or found" in missing.stderr

@@ -37,6 +37,19 @@ def read_candidates(path: str | Path) -> list[Row]:
     return rows
 
 
+def read_many(paths: list[str | Path]) -> list[Row]:
+    """Rows of several candidate files in order; with more than one file, ids are prefixed by the file's folder
+    name (a generation run's folder) so they stay unique."""
+    if len(paths) == 1:
+        return read_candidates(paths[0])
+    rows = []
+    for path in paths:
+        for row in read_candidates(path):
+            row["id"] = f"{Path(path).parent.name}/{row['id']}"
+            rows.append(row)
+    return rows
+
+
 def _read_jsonl(path: Path) -> list[Row]:
     rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):

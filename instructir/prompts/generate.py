@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -316,8 +316,13 @@ def generate_candidates(
     cache: ReplyCache,
     templates: PromptTemplates | None = None,
     show_progress: bool = False,
+    inline_filter: InlineFilter | None = None,
 ) -> GenerationResult:
-    """Run rounds until every task has ``per_task`` accepted candidates or reaches its call limit."""
+    """Run rounds until every task has ``per_task`` accepted candidates or reaches its call limit.
+
+    With ``inline_filter`` (the filtering cascade), every round ends by filtering all candidates accepted so far,
+    so ``per_task`` counts filtered requests and only those feed later prompts as examples.
+    """
     templates = templates or load_templates()
     started = time.monotonic()
     progress = {task.name: TaskProgress(task) for task in tasks}
@@ -338,11 +343,37 @@ def generate_candidates(
                 _record_call(completion, failures.get(call.key), call.key in cached, task_progress)
                 if completion is not None:
                     accept_reply(call, completion, task_progress, seen, backend, config, rejects)
+            if inline_filter is not None:
+                _apply_filter(inline_filter, progress, rejects)
             bar.candidates(sum(len(p.accepted) for p in progress.values()))
             round_number += 1
     candidates = [row for p in progress.values() for row in p.accepted]
     summary = _summary(progress.values(), backend, config, time.monotonic() - started, round_number)
     return GenerationResult(candidates, rejects, summary)
+
+
+InlineFilter = Callable[[list[dict[str, Any]]], tuple[list[dict[str, Any]], list[dict[str, Any]]]]
+
+
+def _apply_filter(inline_filter: InlineFilter, progress: dict[str, TaskProgress], rejects: list[dict]) -> None:
+    """Keep only the accepted candidates the filter keeps; record the rest with the filter's reasons."""
+    accepted = [row for p in progress.values() for row in p.accepted]
+    kept, dropped = inline_filter(accepted)
+    kept_ids = {row["id"] for row in kept}
+    for p in progress.values():
+        p.accepted = [row for row in p.accepted if row["id"] in kept_ids]
+    for row in dropped:
+        if row["task"] in progress:
+            progress[row["task"]].rejects[row["reason"]] += 1
+        rejects.append(
+            {
+                "text": row["text"],
+                "task": row["task"],
+                "reason": row["reason"],
+                "duplicate_of": row.get("duplicate_of"),
+                "fingerprint": row.get("fingerprint"),
+            }
+        )
 
 
 def _plan_round(

@@ -88,3 +88,16 @@ def filter_candidates(rows: list[Row], stages: list[Stage]) -> FilterResult:
         "stages": steps,
     }
     return FilterResult(current, rejects, funnel)
+
+
+def inline_filter(stages: list[Stage], tasks: list[Task] | tuple[Task, ...]):
+    """The cascade as generation's per-round filter: seed requests go first so copies of them are duplicates;
+    returns (kept candidates, dropped candidates) without the seeds."""
+
+    def run(rows: list[Row]) -> tuple[list[Row], list[Row]]:
+        result = filter_candidates(seed_rows(tasks) + rows, stages)
+        kept = [row for row in result.kept if row.get("source") != "seed"]
+        dropped = [row for row in result.rejects if row.get("source") != "seed"]
+        return kept, dropped
+
+    return run
