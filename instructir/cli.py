@@ -157,7 +157,7 @@ def filter_command(
         "all-MiniLM-L6-v2"
     ),
     near_threshold: Annotated[float, typer.Option(help="MinHash Jaccard threshold for near-duplicates.")] = 0.7,
-    semantic_threshold: Annotated[float, typer.Option(help="Cosine threshold for semantic duplicates.")] = 0.9,
+    semantic_threshold: Annotated[float, typer.Option(help="Cosine threshold for semantic duplicates.")] = 0.85,
     label_margin: Annotated[float, typer.Option(help="Probability margin that flags a label mismatch.")] = 0.3,
     embeddings: Annotated[bool, typer.Option(help="Run the embedding stages (semantic dedup, labels).")] = True,
     seeds: Annotated[bool, typer.Option(help="Put the registry's seed requests first, as rows of the corpus.")] = True,

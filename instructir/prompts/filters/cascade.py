@@ -21,7 +21,7 @@ class FilterConfig:
     """The cascade's parameters; each stage can be switched off."""
 
     near_threshold: float = 0.7
-    semantic_threshold: float = 0.9
+    semantic_threshold: float = 0.85
     label_margin: float = 0.3
     require_request_cue: bool = True
     semantic: bool = True

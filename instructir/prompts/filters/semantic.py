@@ -59,7 +59,7 @@ class SemanticDedup:
     """Drop rows within ``threshold`` cosine similarity of an earlier kept row."""
 
     embedder: Embedder
-    threshold: float = 0.9
+    threshold: float = 0.85
     partition_above: int = 100_000
     rows_per_cluster: int = 5_000
     seed: int = 0
