@@ -159,6 +159,7 @@ def filter_command(
     near_threshold: Annotated[float, typer.Option(help="MinHash Jaccard threshold for near-duplicates.")] = 0.7,
     semantic_threshold: Annotated[float, typer.Option(help="Cosine threshold for semantic duplicates.")] = 0.85,
     label_margin: Annotated[float, typer.Option(help="Probability margin that flags a label mismatch.")] = 0.3,
+    topic_threshold: Annotated[float, typer.Option(help="Least cosine to a seed of the row's own task.")] = 0.4,
     embeddings: Annotated[bool, typer.Option(help="Run the embedding stages (semantic dedup, labels).")] = True,
     seeds: Annotated[bool, typer.Option(help="Put the registry's seed requests first, as rows of the corpus.")] = True,
     embedding_cache: Annotated[Path | None, typer.Option(help="Embedding cache folder.")] = None,
@@ -171,7 +172,10 @@ def filter_command(
 
     try:
         config = FilterConfig(
-            near_threshold=near_threshold, semantic_threshold=semantic_threshold, label_margin=label_margin
+            near_threshold=near_threshold,
+            semantic_threshold=semantic_threshold,
+            label_margin=label_margin,
+            topic_threshold=topic_threshold,
         )
         rows = read_many(candidates)
     except (ValueError, FileNotFoundError) as error:

@@ -187,3 +187,16 @@ def test_show_and_load_a_corpus_by_path(tmp_path):
     assert shown.returncode == 0 and "denoise" in shown.stdout and "ambiguous" in shown.stdout
     missing = run_cli("prompts", "show", "no-such-corpus")
     assert missing.returncode == 2 and "no corpus named or found" in missing.stderr
+
+
+def test_topic_relevance_drops_rows_unlike_every_seed_of_their_task(embedder):
+    from instructir.prompts.filters.topic import TopicRelevance
+
+    data = rows(
+        ("dehaze", "the fog hides the mountains, please clear it up"),
+        ("dehaze", "My uncle sold his tractor to a neighbour last spring."),
+        ("superres", "make this tiny thumbnail big enough to print"),
+    )
+    result = TopicRelevance(embedder, min_similarity=0.4).run(data)
+    assert [r["id"] for r in result.kept] == ["r0", "r2"]
+    assert result.dropped[0]["reason"] == "off_topic" and result.dropped[0]["similarity"] < 0.4

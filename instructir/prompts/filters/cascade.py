@@ -13,19 +13,27 @@ from instructir.prompts.filters.near_duplicates import NearDuplicates
 from instructir.prompts.filters.quality import QualityRules
 from instructir.prompts.filters.semantic import SemanticDedup
 from instructir.prompts.filters.stage import Row, Stage
+from instructir.prompts.filters.topic import TopicRelevance
 from instructir.tasks import Task
 
 
 @dataclass(frozen=True)
 class FilterConfig:
-    """The cascade's parameters; each stage can be switched off."""
+    """The cascade's parameters; each stage can be switched off.
+
+    Thresholds were chosen on the hand-labelled set in corpus/dev/ (see corpus/evaluate_filter.py): Jaccard 0.7
+    and cosine 0.85 keep the dedup stages' precision above 0.97; topic 0.4 lifts the share of kept rows whose
+    label is right from 0.59 to 0.70 on the embedded model's output while keeping about 80% of the rows.
+    """
 
     near_threshold: float = 0.7
     semantic_threshold: float = 0.85
     label_margin: float = 0.3
+    topic_threshold: float = 0.4
     require_request_cue: bool = True
     semantic: bool = True
     labels: bool = True
+    topic: bool = True
 
 
 @dataclass
@@ -48,6 +56,8 @@ def default_stages(config: FilterConfig, embedder: Embedder | None) -> list[Stag
         stages.append(SemanticDedup(embedder, threshold=config.semantic_threshold))
     if embedder is not None and config.labels:
         stages.append(LabelConsistency(embedder, margin=config.label_margin))
+    if embedder is not None and config.topic:
+        stages.append(TopicRelevance(embedder, min_similarity=config.topic_threshold))
     return stages
 
 
