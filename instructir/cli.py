@@ -66,7 +66,9 @@ def generate_command(
     generated_per_prompt: Annotated[int, typer.Option(help="Earlier accepted requests shown in each call.")] = 2,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.9,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 0.95,
-    max_tokens: Annotated[int, typer.Option(help="Token budget of each reply.")] = 160,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Token budget of each reply; default 96 (continue) or 160 (instruct).")
+    ] = None,
     rpm: Annotated[float | None, typer.Option(help="Requests-per-minute limit (openai).")] = None,
     tpm: Annotated[float | None, typer.Option(help="Tokens-per-minute limit (openai).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for one reply (openai).")] = 60.0,
@@ -141,6 +143,7 @@ def generate_command(
         )
     finally:
         replies.close()
+    result.summary["inline_filter"] = filter_inline
     paths = write_generation(result, out)
     print_summary(result.summary)
     for name, path in paths.items():

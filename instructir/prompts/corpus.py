@@ -96,8 +96,9 @@ def write_card(
         config = run["config"]
         settings = (
             f"style {config['style']}, T {config['temperature']}, top-p {config['top_p']}, "
-            f"max tokens {config['max_tokens']}, {config['seeds_per_prompt']} seeds + "
+            f"max tokens {config.get('reply_tokens') or config['max_tokens']}, {config['seeds_per_prompt']} seeds + "
             f"{config['generated_per_prompt']} generated examples per prompt"
+            + (", filtered every round" if run.get("inline_filter") else "")
         )
         lines.append(
             f"| {run.get('name', '')} | {run['backend']} | {run['model']} | {config['seed']} | {run['calls']} | "

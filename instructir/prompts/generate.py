@@ -77,7 +77,7 @@ class GenerationConfig:
     round_size: int = 64
     temperature: float = 0.9
     top_p: float = 0.95
-    max_tokens: int = 160
+    max_tokens: int | None = None
     stop: tuple[str, ...] | None = None
     max_calls_per_task: int | None = None
     rules: FormatRules = field(default_factory=FormatRules)
@@ -91,7 +91,7 @@ class GenerationConfig:
             "round_size": self.round_size >= 1,
             "temperature": 0 <= self.temperature <= 2,
             "top_p": 0 < self.top_p <= 1,
-            "max_tokens": self.max_tokens >= 8,
+            "max_tokens": self.max_tokens is None or self.max_tokens >= 8,
             "max_calls_per_task": self.max_calls_per_task is None or self.max_calls_per_task >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
@@ -99,6 +99,14 @@ class GenerationConfig:
             raise ValueError(f"invalid generation setting(s): {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
         if self.style not in STYLES:
             raise ValueError(f"unknown prompt style {self.style!r}; choose from {', '.join(STYLES)}")
+
+    @property
+    def reply_tokens(self) -> int:
+        """The token budget of a reply: by default 96 for the continue style (later list items drift off topic
+        and cost time: 96 instead of 160 gave the same filtered share 1.5x faster) and 160 for instruct."""
+        if self.max_tokens is not None:
+            return self.max_tokens
+        return 96 if self.style == "continue" else 160
 
     @property
     def stop_strings(self) -> tuple[str, ...]:
@@ -173,7 +181,7 @@ def plan_call(
         messages=messages,
         temperature=config.temperature,
         top_p=config.top_p,
-        max_tokens=config.max_tokens,
+        max_tokens=config.reply_tokens,
         seed=int(rng.integers(0, 2**31 - 1)),
         stop=config.stop_strings,
     )
@@ -460,6 +468,8 @@ def _summary(progress: Any, backend: Backend, config: GenerationConfig, seconds:
 def _config_dict(config: GenerationConfig) -> dict[str, Any]:
     values = {name: getattr(config, name) for name in config.__dataclass_fields__ if name != "rules"}
     values["rules"] = dict(config.rules.__dict__)
+    values["reply_tokens"] = config.reply_tokens
+    values["stop_strings"] = list(config.stop_strings)
     return values
 
 

