@@ -1,0 +1,50 @@
+"""The corpus that ships inside the package: loadable by name, and clean by every rule the filter enforces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from instructir.prompts.corpus import SHIPPED_CORPUS, load_corpus, shipped_corpora
+from instructir.prompts.embed import Embedder
+from instructir.prompts.filters.cascade import FilterConfig
+from instructir.prompts.filters.quality import QualityRules
+from instructir.prompts.rules import normalise
+from instructir.tasks import all_tasks
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict]:
+    return load_corpus().to_pylist()
+
+
+def test_the_corpus_ships_and_loads_by_its_short_name(rows):
+    assert SHIPPED_CORPUS in shipped_corpora()
+    assert {task.name for task in all_tasks()} == {row["task"] for row in rows}
+    assert sum(row["source"] == "seed" for row in rows) >= 80
+    shown = run_cli("prompts", "show", "--per-task", "1")
+    assert shown.returncode == 0 and f"{len(rows)} rows" in shown.stdout
+
+
+def test_no_exact_duplicates_and_every_row_passes_the_quality_rules(rows):
+    keys = [normalise(row["text"]) for row in rows]
+    assert len(set(keys)) == len(keys)
+    assert len({row["id"] for row in rows}) == len(rows)
+    rules = QualityRules()
+    failing = [(row["text"], rules.reason(row["text"])) for row in rows if rules.reason(row["text"])]
+    assert failing == []
+
+
+@pytest.mark.slow
+def test_no_pair_of_rows_is_above_the_semantic_threshold(rows, tmp_path):
+    vectors = Embedder(cache_dir=tmp_path).encode([row["text"] for row in rows])
+    threshold = FilterConfig().semantic_threshold
+    worst = 0.0
+    for start in range(0, len(vectors), 2048):
+        block = vectors[start : start + 2048] @ vectors.T
+        for offset in range(len(block)):
+            block[offset, start + offset] = -1.0
+        worst = max(worst, float(block.max()))
+    assert worst < threshold, f"two rows have cosine {worst:.3f} >= {threshold}"
+    assert np.isfinite(worst)
