@@ -47,6 +47,8 @@ def test_normalise_ignores_case_punctuation_and_spacing():
     assert normalise("Remove   the NOISE, please!") == normalise("remove the noise please")
     assert normalise("Remove the noise") != normalise("Remove the blur")
     assert clean_text("  fix\u00a0the   blur ") == "fix the blur"
+    assert normalise("rain ruined my pic 🌧️ can u fix") == normalise("Rain ruined my pic, can u fix?")
+    assert normalise("Réduis le bruit") == "réduis le bruit"
 
 
 def test_format_rules_give_a_reason_for_each_kind_of_bad_candidate():

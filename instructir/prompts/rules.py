@@ -42,9 +42,10 @@ def clean_text(text: str) -> str:
 
 
 def normalise(text: str) -> str:
-    """The exact-duplicate key: case, punctuation and whitespace removed."""
+    """The exact-duplicate key: case, punctuation, symbols (emoji), invisible format characters (zero-width
+    joiners, variation selectors) and whitespace removed."""
     folded = unicodedata.normalize("NFKC", text).casefold()
-    kept = "".join(ch if not unicodedata.category(ch).startswith(("P", "S")) else " " for ch in folded)
+    kept = "".join(" " if unicodedata.category(ch).startswith(("P", "S", "C", "M")) else ch for ch in folded)
     return _SPACE.sub(" ", kept).strip()
 
 
