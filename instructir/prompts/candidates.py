@@ -13,10 +13,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from instructir.io import write_json
+from instructir.io import write_json, write_parquet
+from instructir.prompts.filters.stage import Row
 from instructir.tasks import task_names
-
-Row = dict[str, Any]
 
 
 def read_candidates(path: str | Path) -> list[Row]:
@@ -79,8 +78,6 @@ def _validate(rows: list[Row], path: Path) -> None:
 
 def write_rows(rows: list[Row], path: str | Path) -> Path:
     """Rows to Parquet atomically; columns are the union over rows, missing values null."""
-    from instructir.io import write_parquet
-
     columns: dict[str, None] = {}
     for row in rows:
         columns.update(dict.fromkeys(row))
