@@ -644,7 +644,16 @@ def main() -> None:
     parser.add_argument("--baseline-budget", type=float, default=1200.0, help="longest full ROUGE-L run, seconds")
     parser.add_argument("--baseline-prefix-seconds", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=["embedding"], help="run one section alone (the others take ~30 min)")
     args = parser.parse_args()
+    if args.only == "embedding":
+        with tempfile.TemporaryDirectory() as scratch:
+            candidates = make_candidates(args.rows_embed, args.seed + 2)
+            texts = list(dict.fromkeys(row["text"] for row in candidates.rows))[: args.rows_embed]
+            rows = measure_embedding(texts, Path(scratch) / "embed")
+        print_table(rows, "5. Embedder throughput")
+        write_results("filter-embedding", rows, seed=args.seed, load_average_at_start=round(os.getloadavg()[0], 2))
+        return
     rows: list[Row] = []
     load = os.getloadavg()[0]
     print(f"load average {load:.2f} on {len(os.sched_getaffinity(0))} cores: other work on the machine skews timings")

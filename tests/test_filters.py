@@ -81,6 +81,23 @@ def test_semantic_dedup_with_the_real_encoder_and_a_cache_that_recomputes_nothin
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
+def test_direct_batches_match_sentence_transformers_encode(embedder):
+    texts = [
+        "denoise",
+        "Please remove the grain from this photo of my grandmother's garden, taken at dusk on an old phone.",
+        "Too dark, brighten it up a bit?",
+        "The rain streaks ruin the view of the harbour; could you take them out?",
+        "sharpen",
+    ] * 3
+    texts = [f"{text} ({i})" for i, text in enumerate(texts)]
+    fresh = Embedder(cache_dir=embedder.cache_path.parent, batch_size=4)
+    ours = fresh.encode(texts)
+    theirs = fresh._load().encode(texts, batch_size=16, convert_to_numpy=True, normalize_embeddings=True)
+    assert fresh.computed == len(texts)
+    cosines = (ours * theirs.astype(np.float32)).sum(axis=1)
+    assert cosines.min() > 0.995, cosines
+
+
 def test_quality_rules_keep_english_requests_and_say_why_others_go():
     rules = QualityRules()
     assert all(rules.reason(seed) is None for task in all_tasks() for seed in task.seeds)

