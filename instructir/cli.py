@@ -16,6 +16,8 @@ from instructir.tasks import all_tasks, resolve_tasks
 app = typer.Typer(help="Instruction-guided image restoration toolkit.", no_args_is_help=True)
 prompts_app = typer.Typer(help="Generate and inspect restoration requests.", no_args_is_help=True)
 app.add_typer(prompts_app, name="prompts")
+data_app = typer.Typer(help="Build datasets of (instruction, degraded, clean) triples.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 console = Console()
 errors = Console(stderr=True)
 
@@ -293,3 +295,75 @@ def print_summary(summary: dict[str, Any]) -> None:
         f"{summary['wall_seconds']:.1f} s; {summary['tokens_per_second'] or 0} generated tokens/s; "
         f"cost {'unknown' if cost is None else f'${cost:.4f}'}"
     )
+
+
+class DatasetFormat(str, Enum):
+    arrow = "arrow"
+    parquet = "parquet"
+
+
+@data_app.command("build")
+def data_build_command(
+    out: Annotated[Path, typer.Option(help="Output folder for the DatasetDict, its card, summary and rejects.")],
+    images: Annotated[Path | None, typer.Option(help="Folder of clean photos (searched recursively).")] = None,
+    image_list: Annotated[Path | None, typer.Option(help="Text file of clean photo paths, one per line.")] = None,
+    samples: Annotated[bool, typer.Option(help="Use the photos that ship inside installed wheels (offline).")] = False,
+    paired: Annotated[
+        list[str] | None, typer.Option(help="Real paired set as KIND:DIR (lol, gopro, sots, rain100l, cbsd68, ...).")
+    ] = None,
+    corpus: Annotated[str, typer.Option(help="Requests: a shipped corpus name or a Parquet/JSONL file.")] = (
+        "instructir-requests"
+    ),
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated task names; default: all.")] = None,
+    per_image: Annotated[int, typer.Option(help="Samples per clean image and task.")] = 4,
+    patch: Annotated[int, typer.Option(help="Crop size (multiple of 16); 0 keeps whole images.")] = 256,
+    seed: Annotated[int, typer.Option(help="Build seed: same seed, same bytes.")] = 0,
+    mixtures: Annotated[float, typer.Option(help="Share of train samples that mix 2-3 tasks' degradations.")] = 0.0,
+    num_proc: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    format: Annotated[DatasetFormat, typer.Option(help="arrow (save_to_disk) or parquet (image bytes embedded).")] = (
+        DatasetFormat.arrow
+    ),
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Build a Hugging Face DatasetDict (train, validation, test) from clean photos and real pairs."""
+    from instructir.datasets.build import BuildConfig, build_dataset
+    from instructir.datasets.images import ImageError
+    from instructir.datasets.instructions import InstructionPool
+    from instructir.datasets.paired import import_paired
+    from instructir.datasets.sources import folder_images, listed_images, sample_images
+
+    try:
+        config = BuildConfig(
+            tasks=tuple(name.strip() for name in tasks.split(",")) if tasks else (),
+            per_image=per_image,
+            patch=patch,
+            seed=seed,
+            mixtures=mixtures,
+            num_proc=num_proc,
+            format=format.value,
+            corpus=corpus,
+            command=" ".join(["instructir", *sys.argv[1:]]),
+        )
+        config.validate()
+        refs = []
+        if images is not None:
+            refs += folder_images(images)
+        if image_list is not None:
+            refs += listed_images(image_list)
+        if samples:
+            refs += sample_images()
+        pairs = [pair for spec in paired or [] for pair in import_paired(spec)]
+        pool = InstructionPool.from_corpus(corpus)
+        result = build_dataset(out, pool, refs, pairs, config, overwrite=overwrite, show_progress=progress)
+    except (ValueError, KeyError, FileNotFoundError, FileExistsError, ImageError) as error:
+        fail(str(error).strip('"'))
+    summary = result.summary
+    table = Table("split", "samples", *[task.name for task in all_tasks()])
+    for split, count in summary["by_split"].items():
+        per_task = summary["by_task"][split]
+        table.add_row(split, str(count), *[str(per_task.get(task.name, 0)) for task in all_tasks()])
+    console.print(table)
+    if summary["rejects"]:
+        console.print(f"skipped {summary['rejects']} inputs: {summary['rejects_by_reason']} (see rejects.jsonl)")
+    console.print(f"dataset: {result.path}")

@@ -1,0 +1,1 @@
+"""Training and evaluation data: image sources, synthetic degradations and paired datasets."""

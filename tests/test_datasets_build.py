@@ -1,0 +1,210 @@
+"""The dataset builder end to end: offline samples, both loaders, byte-identical rebuilds, bad files, SIGKILL,
+real paired layouts, and fresh samples each epoch from the on-the-fly transform."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+from conftest import REPO, cli_env, run_cli
+from PIL import Image
+
+from instructir.datasets.build import BuildConfig, build_dataset
+from instructir.datasets.instructions import InstructionPool
+from instructir.datasets.onthefly import OnTheFly, train_transform
+from instructir.datasets.sources import folder_images
+from instructir.tasks import task_names
+
+
+def photo(size: tuple[int, int], seed: int) -> Image.Image:
+    """A smooth random colour image (gradients plus blobs), so degradations have something to change."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    channels = [
+        np.sin(6 * x * rng.uniform(0.5, 2) + rng.uniform(0, 6)) * np.cos(5 * y + rng.uniform(0, 6)) for _ in range(3)
+    ]
+    array = (np.stack(channels, axis=2) * 0.4 + 0.5).clip(0, 1)
+    return Image.fromarray((array * 255).round().astype(np.uint8))
+
+
+def photo_folder(root: Path, count: int, size: tuple[int, int] = (96, 128)) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        photo(size, index).save(root / f"photo-{index:02d}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def pool() -> InstructionPool:
+    return InstructionPool.from_corpus()
+
+
+def file_bytes(folder: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != "summary.json"
+    }
+
+
+@pytest.mark.slow
+def test_build_from_the_wheel_samples_loads_with_load_from_disk_and_as_parquet(tmp_path, pool):
+    args = ["data", "build", "--samples", "--tasks", "denoise,lowlight,ambiguous", "--per-image", "1", "--patch", "64"]
+    done = run_cli(*args, "--out", str(tmp_path / "arrow"), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    loaded = datasets.load_from_disk(str(tmp_path / "arrow"))
+    assert {split: len(loaded[split]) for split in loaded} == {"train": 27, "validation": 3, "test": 3}
+    features = loaded["train"].features
+    assert features["task"].names == list(task_names())
+    assert isinstance(features["clean"], datasets.Image) and isinstance(features["degraded"], datasets.Image)
+    row = loaded["train"][0]
+    assert row["clean"].size == row["degraded"].size == (64, 64)
+    for row in loaded["train"]:
+        task = task_names()[row["task"]]
+        assert row["instruction"] in pool.by_task[task]
+        params = json.loads(row["params"])
+        assert params["chain"], params
+        clean = np.asarray(row["clean"], dtype=np.float32)
+        degraded = np.asarray(row["degraded"], dtype=np.float32)
+        assert np.abs(clean - degraded).mean() > 1.0, f"{row['id']} barely changed"
+        if task == "lowlight":
+            assert degraded.mean() < clean.mean()
+    summary = json.loads((tmp_path / "arrow/summary.json").read_text())
+    assert summary["samples"] == 33 and summary["inputs"]["clean_images"] == 11
+    assert "instructir data build --samples" in (tmp_path / "arrow/README.md").read_text()
+
+    done = run_cli(*args, "--out", str(tmp_path / "parquet"), "--format", "parquet", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    files = {split: str(tmp_path / f"parquet/data/{split}-00000-of-00001.parquet") for split in loaded}
+    from_parquet = datasets.load_dataset("parquet", data_files=files)
+    assert from_parquet["train"].features == features
+    assert from_parquet["test"][0]["id"] == loaded["test"][0]["id"]
+    assert np.array_equal(np.asarray(from_parquet["test"][0]["degraded"]), np.asarray(loaded["test"][0]["degraded"]))
+
+
+def test_same_seed_gives_identical_bytes_whatever_the_worker_count(tmp_path, pool):
+    images = folder_images(photo_folder(tmp_path / "photos", 4))
+    made = {}
+    for name, seed, workers in (("a", 3, 1), ("b", 3, 2), ("c", 4, 1)):
+        config = BuildConfig(tasks=("denoise", "deblur", "derain"), per_image=2, patch=64, seed=seed, num_proc=workers)
+        build_dataset(tmp_path / name, pool, images, config=config)
+        made[name] = file_bytes(tmp_path / name)
+    assert made["a"] == made["b"]
+    arrow = [name for name in made["a"] if name.endswith(".arrow")]
+    assert arrow and any(made["a"][name] != made["c"][name] for name in arrow)
+
+
+def test_bad_files_are_skipped_with_reasons_and_the_rest_is_built(tmp_path, pool):
+    folder = photo_folder(tmp_path / "photos", 3)
+    good = (folder / "photo-00.png").read_bytes()
+    (folder / "truncated.png").write_bytes(good[: len(good) // 2])
+    (folder / "garbage.jpg").write_bytes(b"this is not an image at all")
+    photo((40, 40), 9).save(folder / "tiny.png")
+    grey = photo((96, 96), 5).convert("L")
+    grey.save(folder / "grey.png")
+    buffer = io.BytesIO()
+    photo((96, 96), 6).convert("RGBA").save(buffer, format="PNG")
+    (folder / "rgba.png").write_bytes(buffer.getvalue())
+    result = build_dataset(
+        tmp_path / "out", pool, folder_images(folder), config=BuildConfig(tasks=("denoise",), patch=64)
+    )
+    reasons = {
+        json.loads(line)["name"].rsplit("/", 1)[-1]: json.loads(line)["reason"]
+        for line in (tmp_path / "out/rejects.jsonl").read_text().splitlines()
+    }
+    assert reasons == {"truncated.png": "truncated", "garbage.jpg": "unreadable", "tiny.png": "too_small"}
+    assert result.summary["inputs"]["clean_images"] == 8 and result.summary["samples"] == 5 * 4
+    loaded = datasets.load_from_disk(str(tmp_path / "out"))
+    assert all(row["clean"].mode == "RGB" for split in loaded for row in loaded[split])
+
+
+def test_cli_errors_say_what_to_do_and_exit_2(tmp_path):
+    done = run_cli("data", "build", "--out", str(tmp_path / "x"))
+    assert done.returncode == 2 and "nothing to build from" in done.stderr
+    corpus = tmp_path / "only-denoise.jsonl"
+    corpus.write_text(json.dumps({"text": "remove the noise", "task": "denoise"}) + "\n")
+    photo_folder(tmp_path / "photos", 1)
+    done = run_cli(
+        "data", "build", "--images", str(tmp_path / "photos"), "--corpus", str(corpus), "--out", str(tmp_path / "y")
+    )
+    assert done.returncode == 2 and "no requests for deblur" in done.stderr
+    (tmp_path / "z").mkdir()
+    done = run_cli("data", "build", "--images", str(tmp_path / "photos"), "--out", str(tmp_path / "z"))
+    assert done.returncode == 2 and "--overwrite" in done.stderr
+    done = run_cli("data", "build", "--samples", "--patch", "100", "--out", str(tmp_path / "w"))
+    assert done.returncode == 2 and "multiple of 16" in done.stderr
+
+
+@pytest.mark.slow
+def test_sigkill_mid_build_leaves_nothing_that_loads_and_a_rerun_completes(tmp_path):
+    photo_folder(tmp_path / "photos", 30, size=(256, 256))
+    out = tmp_path / "ds"
+    command = [sys.executable, "-m", "instructir", "data", "build", "--images", str(tmp_path / "photos")]
+    command += ["--per-image", "6", "--patch", "128", "--out", str(out), "--no-progress"]
+    process = subprocess.Popen(command, env=cli_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(6)
+    assert process.poll() is None, "the build finished before it could be killed; give it more work"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists()
+    with pytest.raises(FileNotFoundError):
+        datasets.load_from_disk(str(out))
+    done = run_cli(*command[3:])
+    assert done.returncode == 0, done.stderr
+    assert sum(len(split) for split in datasets.load_from_disk(str(out)).values()) == 30 * 6 * 8
+
+
+def test_paired_lol_layout_goes_to_its_splits_with_lowlight_requests(tmp_path, pool):
+    root = tmp_path / "LOL"
+    for part, count in (("our485", 4), ("eval15", 2)):
+        for kind in ("low", "high"):
+            (root / part / kind).mkdir(parents=True)
+        for index in range(count):
+            high = photo((80, 96), index)
+            high.save(root / part / "high" / f"{index}.png")
+            Image.fromarray((np.asarray(high) * 0.2).astype(np.uint8)).save(root / part / "low" / f"{index}.png")
+    out = tmp_path / "ds"
+    done = run_cli("data", "build", "--paired", f"lol:{root}", "--patch", "64", "--out", str(out), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    loaded = datasets.load_from_disk(str(out))
+    assert len(loaded["test"]) == 2 and sum(len(loaded[split]) for split in loaded if split != "test") == 4
+    test = loaded["test"][0]
+    assert test["clean"].size == (96, 80)
+    assert task_names()[test["task"]] == "lowlight" and test["instruction"] in pool.by_task["lowlight"]
+    assert np.asarray(test["degraded"]).mean() < np.asarray(test["clean"]).mean()
+    assert all(row["clean"].size == (64, 64) for row in loaded["train"])
+
+
+def test_on_the_fly_samples_are_fixed_by_seed_epoch_and_index_and_change_each_epoch(tmp_path, pool):
+    images = [np.asarray(photo((128, 128), i), dtype=np.float32) / 255 for i in range(3)]
+    data = OnTheFly(images, pool, seed=7, patch=64)
+    again = OnTheFly(images, pool, seed=7, patch=64)
+    assert len(data) == 3 * len(task_names())
+    first = data[5]
+    assert np.array_equal(first["degraded"], again[5]["degraded"]) and first["instruction"] == again[5]["instruction"]
+    data.set_epoch(1)
+    assert not np.array_equal(first["degraded"], data[5]["degraded"])
+    assert first["degraded"].shape == (64, 64, 3) and first["degraded"].dtype == np.float32
+    assert task_names()[first["task"]] == task_names()[5 % len(task_names())]
+
+    mixed = OnTheFly(images, pool, seed=7, patch=64, mixtures=1.0)
+    sizes = {len(json.loads(mixed[i]["params"])["tasks"]) for i in range(len(mixed))}
+    assert sizes <= {2, 3} and len(sizes) == 2
+
+    config = BuildConfig(tasks=("derain", "dehaze"), per_image=1, patch=0)
+    build_dataset(tmp_path / "ds", pool, folder_images(photo_folder(tmp_path / "photos", 3, (128, 128))), config=config)
+    train = datasets.load_from_disk(str(tmp_path / "ds"))["train"]
+    epoch0 = train.with_transform(train_transform(pool, seed=1, epoch=0, patch=64))[0]
+    epoch1 = train.with_transform(train_transform(pool, seed=1, epoch=1, patch=64))[0]
+    assert epoch0["degraded"].shape == (64, 64, 3) and task_names()[epoch0["task"]] in ("derain", "dehaze")
+    assert not np.array_equal(epoch0["degraded"], epoch1["degraded"])
+    assert epoch0["instruction"] in pool.by_task[task_names()[epoch0["task"]]]
