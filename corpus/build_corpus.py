@@ -33,7 +33,7 @@ def main() -> int:
         return 2
     config = FilterConfig()
     rows = seed_rows(all_tasks()) + read_many([run / "candidates.parquet" for run in runs])
-    result = filter_candidates(rows, default_stages(config, Embedder()))
+    result = filter_candidates(rows, default_stages(config, Embedder(dtype="float32")))
     generation = [{"name": run.name, **json.loads((run / "summary.json").read_text())} for run in runs]
     TARGET.mkdir(parents=True, exist_ok=True)
     write_rows(result.kept, TARGET / "corpus.parquet")

@@ -38,7 +38,7 @@ def test_no_exact_duplicates_and_every_row_passes_the_quality_rules(rows):
 
 @pytest.mark.slow
 def test_no_pair_of_rows_is_above_the_semantic_threshold(rows, tmp_path):
-    vectors = Embedder(cache_dir=tmp_path).encode([row["text"] for row in rows])
+    vectors = Embedder(cache_dir=tmp_path, dtype="float32").encode([row["text"] for row in rows])
     threshold = FilterConfig().semantic_threshold
     worst = 0.0
     for start in range(0, len(vectors), 2048):
