@@ -57,6 +57,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from common import REPO, print_table, write_results
 
+from instructir.prompts.corpus import load_corpus
 from instructir.prompts.embed import Embedder
 from instructir.prompts.filters.cascade import FilterConfig, default_stages, filter_candidates, seed_rows
 from instructir.prompts.filters.exact import ExactDedup
@@ -603,20 +604,25 @@ def by_kind(pairs: list[Row], methods: dict[str, list[bool]]) -> dict[str, dict[
     return table
 
 
-def measure_embedding(texts: list[str], cache_dir: Path) -> list[Row]:
-    """Criterion 5: cold-cache sentences/s of the default encoder, and a re-encode that computes nothing."""
+def measure_embedding(texts: list[str], cache_dir: Path, label: str = "benchmark candidates") -> list[Row]:
+    """Criterion 5: cold-cache sentences/s of the default encoder, and a re-encode that computes nothing.
+
+    Model load and a 256-sentence warm-up (one-off kernel set-up) are timed apart from the cold run."""
     embedder = Embedder(cache_dir=cache_dir)
     _, load_seconds = seconds_of(embedder.dimension)
-    _, cold_seconds = seconds_of(lambda: embedder.encode(texts))
+    embedder.encode([f"warm-up {i}: {text}" for i, text in enumerate(texts[:256])])
     computed = embedder.computed
+    _, cold_seconds = seconds_of(lambda: embedder.encode(texts))
+    computed_cold = embedder.computed - computed
     _, warm_seconds = seconds_of(lambda: embedder.encode(texts))
     embedder.close()
-    rate = len(texts) / cold_seconds
-    recomputed = embedder.computed - computed
+    rate = computed_cold / cold_seconds
+    recomputed = embedder.computed - computed - computed_cold
+    words = sum(len(text.split()) for text in texts) / max(len(texts), 1)
     return [
         result_row(
-            "Embedder cold cache (all-MiniLM-L6-v2)",
-            len(texts),
+            f"Embedder cold cache, {label} ({words:.1f} words)",
+            computed_cold,
             cold_seconds,
             f"{rate:.0f} sentences/s (model load {load_seconds:.1f}s apart)",
             ">= 700/s",
@@ -651,6 +657,8 @@ def main() -> None:
             candidates = make_candidates(args.rows_embed, args.seed + 2)
             texts = list(dict.fromkeys(row["text"] for row in candidates.rows))[: args.rows_embed]
             rows = measure_embedding(texts, Path(scratch) / "embed")
+            shipped = [row["text"] for row in load_corpus().to_pylist()][: args.rows_embed]
+            rows += measure_embedding(shipped, Path(scratch) / "embed-corpus", "shipped corpus requests")
         print_table(rows, "5. Embedder throughput")
         write_results("filter-embedding", rows, seed=args.seed, load_average_at_start=round(os.getloadavg()[0], 2))
         return
