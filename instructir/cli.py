@@ -367,3 +367,64 @@ def data_build_command(
     if summary["rejects"]:
         console.print(f"skipped {summary['rejects']} inputs: {summary['rejects_by_reason']} (see rejects.jsonl)")
     console.print(f"dataset: {result.path}")
+
+
+def _blocks(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(","))
+
+
+@app.command("train")
+def train_command(
+    data: Annotated[Path, typer.Option(help="A dataset folder from `instructir data build` (arrow format).")],
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoints/, final.safetensors, log.csv, tensorboard/.")],
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
+    batch: Annotated[int, typer.Option(help="Global batch size (split across processes).")] = 8,
+    patch: Annotated[int, typer.Option(help="Training crop size (multiple of 16).")] = 128,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 5e-4,
+    warmup: Annotated[int, typer.Option(help="Linear warm-up steps before the cosine decay.")] = 50,
+    text_weight: Annotated[float, typer.Option(help="Weight of the intent cross-entropy next to L1.")] = 0.1,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 500,
+    log_every: Annotated[int, typer.Option(help="Steps between log lines.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and data order.")] = 0,
+    width: Annotated[int, typer.Option(help="Channels at the first level (paper: 32).")] = 32,
+    enc_blks: Annotated[str, typer.Option(help="NAFBlocks per encoder level (paper: 2,2,4,8).")] = "2,2,4,8",
+    middle_blks: Annotated[int, typer.Option(help="Middle NAFBlocks (paper: 4).")] = 4,
+    dec_blks: Annotated[str, typer.Option(help="NAFBlocks per decoder level (paper: 2,2,2,2).")] = "2,2,2,2",
+    on_the_fly: Annotated[bool, typer.Option(help="Re-degrade each clean crop every epoch with a fresh request.")] = (
+        False
+    ),
+    corpus: Annotated[str, typer.Option(help="Requests for --on-the-fly.")] = "instructir-requests",
+    workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 0,
+    compile: Annotated[bool, typer.Option(help="torch.compile the network.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its newest checkpoint.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train InstructIR on a dataset (L1 + intent cross-entropy, AdamW, warm-up + cosine, EMA)."""
+    from instructir.model.train import TrainConfig, TrainingError, train
+
+    try:
+        config = TrainConfig(
+            data=str(data),
+            out=str(out),
+            steps=steps,
+            batch=batch,
+            patch=patch,
+            lr=lr,
+            warmup=warmup,
+            text_weight=text_weight,
+            checkpoint_every=checkpoint_every,
+            log_every=log_every,
+            seed=seed,
+            width=width,
+            enc_blks=_blocks(enc_blks),
+            middle_blk_num=middle_blks,
+            dec_blks=_blocks(dec_blks),
+            on_the_fly=on_the_fly,
+            corpus=corpus,
+            workers=workers,
+            compile=compile,
+        )
+        result = train(config, resume=resume, show_progress=progress)
+    except (ValueError, FileNotFoundError, FileExistsError, TrainingError) as error:
+        fail(str(error))
+    console.print(f"trained {result['steps']} steps; EMA weights: {result['final']}; log: {result['log']}")

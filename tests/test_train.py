@@ -1,0 +1,108 @@
+"""Training on the CPU: a short run learns to denoise, and a SIGKILLed run resumes to the same weights."""
+
+from __future__ import annotations
+
+import csv
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, cli_env, run_cli
+
+from instructir.datasets.build import BuildConfig, build_dataset
+from instructir.datasets.instructions import InstructionPool
+from instructir.datasets.sources import sample_images
+from instructir.model.checkpoint import load_checkpoint
+from instructir.prompts.embed import Embedder
+
+TINY = ["--width", "8", "--enc-blks", "1,1", "--middle-blks", "1", "--dec-blks", "1,1"]
+
+
+@pytest.fixture(scope="module")
+def denoise_data(tmp_path_factory) -> Path:
+    """Noisy/clean crops of the wheel photos: train on 9 photos, measure on the other 2."""
+    out = tmp_path_factory.mktemp("data") / "denoise"
+    config = BuildConfig(tasks=("denoise",), per_image=8, patch=64, seed=0, validation_fraction=0.1, test_fraction=0.1)
+    build_dataset(out, InstructionPool.from_corpus(), sample_images(), config=config)
+    return out
+
+
+def held_out_l1(checkpoint: Path, data: Path) -> tuple[float, float]:
+    """Mean L1 of the restored and of the degraded images against the clean ones on the test split."""
+    import datasets
+
+    model, head, _ = load_checkpoint(checkpoint)
+    test = datasets.load_from_disk(str(data))["test"]
+    embedder = Embedder()
+    restored_l1, input_l1 = [], []
+    with torch.no_grad():
+        for row in test:
+            clean = torch.from_numpy(np.asarray(row["clean"], dtype=np.float32) / 255).permute(2, 0, 1)[None]
+            degraded = torch.from_numpy(np.asarray(row["degraded"], dtype=np.float32) / 255).permute(2, 0, 1)[None]
+            embedding, _ = head(torch.from_numpy(embedder.encode([row["instruction"]])))
+            restored = model(degraded, embedding).clamp(0, 1)
+            restored_l1.append((restored - clean).abs().mean().item())
+            input_l1.append((degraded - clean).abs().mean().item())
+    return float(np.mean(restored_l1)), float(np.mean(input_l1))
+
+
+@pytest.mark.slow
+def test_a_short_cpu_training_on_denoising_beats_the_noisy_input(denoise_data, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--data", str(denoise_data), "--out", str(out), "--steps", "300", "--batch", "8"]
+    done = run_cli(
+        *args, "--patch", "64", "--lr", "2e-3", "--warmup", "10", "--checkpoint-every", "150", *TINY, "--no-progress"
+    )
+    assert done.returncode == 0, done.stderr
+    restored, noisy = held_out_l1(out / "final.safetensors", denoise_data)
+    assert restored < 0.8 * noisy, (restored, noisy)
+    with (out / "log.csv").open() as handle:
+        steps = [int(row["step"]) for row in csv.DictReader(handle)]
+    assert steps[-1] == 300 and len(steps) == 30
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-0000150", "step-0000300"]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_reaches_the_same_weights_as_an_uninterrupted_run(denoise_data, tmp_path):
+    common = ["--data", str(denoise_data), "--steps", "40", "--batch", "4", "--patch", "32", "--checkpoint-every", "10"]
+    common += [*TINY, "--log-every", "5", "--no-progress"]
+    reference = run_cli("train", "--out", str(tmp_path / "reference"), *common)
+    assert reference.returncode == 0, reference.stderr
+
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "instructir", "train", "--out", str(out), *common]
+    process = subprocess.Popen(command, env=cli_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoints" / "step-0000020").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "final.safetensors").exists()
+    resumed = run_cli("train", "--out", str(out), *common, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+
+    for name in ("model.safetensors", "ema.safetensors"):
+        ours, _, _ = load_checkpoint(out / "checkpoints/step-0000040" / name)
+        theirs, _, _ = load_checkpoint(tmp_path / "reference/checkpoints/step-0000040" / name)
+        for key, value in ours.state_dict().items():
+            assert torch.equal(value, theirs.state_dict()[key]), f"{name}: {key} differs after resume"
+    with (out / "log.csv").open() as handle:
+        steps = [int(row["step"]) for row in csv.DictReader(handle)]
+    assert steps == [5, 10, 15, 20, 25, 30, 35, 40], "log.csv should hold each logged step once after a resume"
+
+
+def test_train_refuses_bad_input_with_a_clear_message(tmp_path, denoise_data):
+    done = run_cli("train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"))
+    assert done.returncode == 2 and "no dataset at" in done.stderr
+    done = run_cli("train", "--data", str(denoise_data), "--out", str(tmp_path / "run"), "--patch", "100")
+    assert done.returncode == 2 and "multiple of 16" in done.stderr
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "log.csv").write_text("step\n")
+    done = run_cli("train", "--data", str(denoise_data), "--out", str(tmp_path / "used"), "--steps", "1", *TINY)
+    assert done.returncode == 2 and "--resume" in done.stderr
