@@ -428,3 +428,137 @@ def train_command(
     except (ValueError, FileNotFoundError, FileExistsError, TrainingError) as error:
         fail(str(error))
     console.print(f"trained {result['steps']} steps; EMA weights: {result['final']}; log: {result['log']}")
+
+
+class DeviceName(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def _restorer(checkpoint: Path, head: Path | None, device: DeviceName | None, encoder: str | None) -> Any:
+    """Load a Restorer, turning a missing or unusable checkpoint into a clear exit-2 error."""
+    from instructir.model.restore import Restorer
+
+    if device is DeviceName.cuda:
+        import torch
+
+        if not torch.cuda.is_available():
+            fail("--device cuda was given but no CUDA device is available; use --device cpu")
+    try:
+        return Restorer.from_checkpoint(
+            checkpoint, encoder=encoder, device=device.value if device else None, head_path=head
+        )
+    except (ValueError, FileNotFoundError) as error:
+        fail(str(error))
+
+
+@app.command("restore")
+def restore_command(
+    source: Annotated[Path, typer.Argument(help="An image file, or a folder of images (searched recursively).")],
+    instruction: Annotated[str, typer.Argument(help='What to do, in plain words, e.g. "remove the noise".')],
+    checkpoint: Annotated[Path, typer.Option(help="Model + head (.safetensors), or the official im_*.pt.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output PNG (one image in) or folder.")],
+    head: Annotated[Path | None, typer.Option(help="Text head file for an official im_*.pt (lm_*.pt).")] = None,
+    tile: Annotated[
+        int | None, typer.Option(help="Tile size (multiple of 16); default: tile only images that are too large.")
+    ] = None,
+    device: Annotated[DeviceName | None, typer.Option(help="cpu or cuda; default: cuda when available.")] = None,
+    encoder: Annotated[
+        str | None, typer.Option(help="Sentence encoder; default: the one the text head was trained with.")
+    ] = None,
+) -> None:
+    """Restore an image or a folder of images as an instruction asks; unreadable images are skipped and reported."""
+    from instructir.datasets.sources import IMAGE_EXTENSIONS
+    from instructir.model.restore import restore_paths
+
+    if not source.exists():
+        fail(f"{source}: no such file or folder")
+    restorer = _restorer(checkpoint, head, device, encoder)
+    try:
+        task, confidence = restorer.intent(instruction)
+        console.print(f"intent: {task} ({confidence:.1%})")
+        reports = restore_paths(restorer, [source], instruction, out, tile=tile)
+    except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as error:
+        fail(str(error))
+    if not reports:
+        fail(f"{source}: no image files found ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    written = [report for report in reports if report["status"] == "written"]
+    for report in reports:
+        if report["status"] != "written":
+            errors.print(f"[yellow]skipped[/] {report['input']}: {report['reason']}: {report['message']}")
+    console.print(f"wrote {len(written)} of {len(reports)} images to {out}")
+    if not written:
+        raise typer.Exit(1)
+
+
+def print_evaluation(result: dict[str, Any], title: str) -> None:
+    """One row per task or group: count, PSNR and SSIM of the input and the restored images, intent accuracy."""
+    y = result["primary"] == "y"
+    suffix = "_y" if y else ""
+    table = Table(title=f"{title}: input -> restored, {'Y channel' if y else 'RGB'}")
+    for column in ("group", "images", "PSNR in", "PSNR out", "SSIM in", "SSIM out", "intent"):
+        table.add_column(column)
+    groups = result.get("tasks") or result.get("groups") or {}
+    for name, stats in [*groups.items(), ("overall", result["overall"])]:
+        accuracy = stats["intent_accuracy"]
+        table.add_row(
+            name,
+            str(stats["count"]),
+            _decimal(stats[f"input_psnr{suffix}"], 2),
+            _decimal(stats[f"psnr{suffix}"], 2),
+            _decimal(stats[f"input_ssim{suffix}"], 4),
+            _decimal(stats[f"ssim{suffix}"], 4),
+            "-" if accuracy is None else f"{accuracy:.1%}",
+        )
+    console.print(table)
+
+
+def _decimal(value: float | None, places: int) -> str:
+    return "-" if value is None else f"{value:.{places}f}"
+
+
+@app.command("eval")
+def eval_command(
+    checkpoint: Annotated[Path, typer.Option(help="Model + head (.safetensors), or the official im_*.pt.")],
+    head: Annotated[Path | None, typer.Option(help="Text head file for an official im_*.pt (lm_*.pt).")] = None,
+    data: Annotated[Path | None, typer.Option(help="A dataset folder from `instructir data build`.")] = None,
+    split: Annotated[str, typer.Option(help="Dataset split (or paired-set split) to evaluate.")] = "test",
+    paired: Annotated[
+        list[str] | None, typer.Option(help="Benchmark set as KIND:DIR (lol, gopro, sots, rain100l, cbsd68, ...).")
+    ] = None,
+    instruction: Annotated[
+        str | None, typer.Option(help="Instruction for --paired sets; default: a fixed plain request per task.")
+    ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure and per-image row here.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate at most this many images per source.")] = None,
+    crop_border: Annotated[int, typer.Option(help="Pixels cropped from each side before the metrics.")] = 0,
+    device: Annotated[DeviceName | None, typer.Option(help="cpu or cuda; default: cuda when available.")] = None,
+    encoder: Annotated[
+        str | None, typer.Option(help="Sentence encoder; default: the one the text head was trained with.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Evaluate a checkpoint: PSNR/SSIM of restored vs input per task, and the text head's intent accuracy."""
+    from instructir.io import write_json
+    from instructir.model.evaluate import evaluate_dataset, evaluate_paired, jsonable
+
+    if data is None and not paired:
+        fail("give a dataset (--data DIR) and/or benchmark sets (--paired KIND:DIR)")
+    if limit is not None and limit < 1:
+        fail("--limit must be >= 1")
+    restorer = _restorer(checkpoint, head, device, encoder)
+    bar = progress and sys.stderr.isatty()
+    results: dict[str, Any] = {"checkpoint": str(checkpoint)}
+    try:
+        if data is not None:
+            result = evaluate_dataset(restorer, data, split, crop_border, limit, show_progress=bar)
+            print_evaluation(result, f"{data} ({split})")
+            results["dataset"] = result
+        for spec in paired or []:
+            result = evaluate_paired(restorer, spec, instruction, split, crop_border, limit, show_progress=bar)
+            print_evaluation(result, spec)
+            results.setdefault("paired", []).append(result)
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        fail(str(error).strip('"'))
+    if json_out is not None:
+        console.print(f"results: {write_json(jsonable(results), json_out)}")

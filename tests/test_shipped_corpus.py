@@ -27,6 +27,13 @@ def test_the_corpus_ships_and_loads_by_its_short_name(rows):
     assert shown.returncode == 0 and f"{len(rows)} rows" in shown.stdout
 
 
+def test_the_corpus_meets_its_size_minimums(rows):
+    counts = {task.name: sum(row["task"] == task.name for row in rows) for task in all_tasks()}
+    assert len(rows) >= 10_000
+    assert all(counts[task.name] >= 1_000 for task in all_tasks() if task.degradations), counts
+    assert counts["ambiguous"] >= 300
+
+
 def test_no_exact_duplicates_and_every_row_passes_the_quality_rules(rows):
     keys = [normalise(row["text"]) for row in rows]
     assert len(set(keys)) == len(keys)
