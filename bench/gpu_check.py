@@ -91,11 +91,10 @@ def request_vectors(device: str) -> dict[str, torch.Tensor]:
     return {task: torch.from_numpy(embedder.encode(pool.by_task[task])).to(device) for task in TASKS}
 
 
-def train(args, device: str) -> tuple[InstructIR, TextHead, int, float]:
+def train(args, device: str, vectors: dict[str, torch.Tensor]) -> tuple[InstructIR, TextHead, int, float]:
     torch.manual_seed(args.seed)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     images = photos(TRAIN, device)
-    vectors = request_vectors(device)
     config = {} if args.width == 32 else {"width": args.width, "enc_blks": (1, 1, 1, 1), "dec_blks": (1, 1, 1, 1)}
     model, head = InstructIR(**config).to(device), TextHead().to(device)
     cuda = device.startswith("cuda")
@@ -126,10 +125,9 @@ def train(args, device: str) -> tuple[InstructIR, TextHead, int, float]:
     return model, head, steps, time.monotonic() - start
 
 
-def evaluate(model: InstructIR, head: TextHead, device: str, seed: int) -> list[dict]:
+def evaluate(model: InstructIR, head: TextHead, device: str, seed: int, vectors: dict[str, torch.Tensor]) -> list[dict]:
     """Mean RGB PSNR over the test photos per task: input, restored with the right request, with another task's."""
     generator = torch.Generator(device=device).manual_seed(seed + 1)
-    vectors = request_vectors(device)
     rows = []
     model.eval()
     with torch.inference_mode():
@@ -172,8 +170,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=torch.cuda.is_available())
     args = parser.parse_args()
-    model, head, steps, seconds = train(args, args.device)
-    rows = evaluate(model, head, args.device, args.seed)
+    vectors = request_vectors(args.device)
+    model, head, steps, seconds = train(args, args.device, vectors)
+    rows = evaluate(model, head, args.device, args.seed, vectors)
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     title = f"{seconds:.0f} s of training on {device}: {steps} steps of {args.batch} at {args.patch}px"
     print_table(rows, title)

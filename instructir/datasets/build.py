@@ -232,13 +232,10 @@ def _pair_sample(pair: PairRef, corpus: InstructionPool, config: BuildConfig):
     if split == "train" and config.validation_fraction and rng.random() < config.validation_fraction:
         split = "validation"
     both = np.concatenate([clean, degraded], axis=2)
-    if split == "train" and config.patch:
-        if min(both.shape[:2]) < config.patch:
-            error = ImageError("too_small", f"{both.shape[1]}x{both.shape[0]} is smaller than the patch")
-            return [], [_reject(pair.name, pair.source, error)]
-        both = random_crop(both, config.patch, rng)
-    else:
-        both = crop_to_multiple(both, 16)
+    try:
+        both = random_crop(both, config.patch, rng) if split == "train" and config.patch else crop_to_multiple(both, 16)
+    except ImageError as error:
+        return [], [_reject(pair.name, pair.source, error)]
     params = {"paired": True, **pair.params}
     sample = Sample(task, corpus.draw(task.name, rng), both[..., :3], both[..., 3:], params)
     return [(split, _row(f"{split}/{pair.source}/{pair.name}", sample, pair.source))], []

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from instructir.datasets.degradations.noise import apply_gaussian, eval_params
 from instructir.datasets.images import ImageError, load_image
 from instructir.datasets.sources import IMAGE_EXTENSIONS, ImageRef, folder_images
 from instructir.tasks import get_task
@@ -108,9 +109,7 @@ def add_fixed_noise(image: np.ndarray, sigma: float, seed: int) -> np.ndarray:
 
     The same (image, sigma, seed) always gives the same noisy image, so test sets are identical across runs.
     """
-    rng = np.random.default_rng(seed)
-    noisy = np.asarray(image, dtype=np.float64) + rng.normal(0.0, sigma / 255.0, size=np.shape(image))
-    return (np.rint(np.clip(noisy, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+    return apply_gaussian(image, eval_params(sigma, seed))
 
 
 def noise_seed(image_name: str, sigma: float) -> int:

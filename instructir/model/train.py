@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from instructir.datasets.images import ImageError, random_crop
 from instructir.datasets.instructions import InstructionPool
 from instructir.datasets.synthesis import make_sample, restoration_tasks
 from instructir.model.checkpoint import load_checkpoint, save_checkpoint
@@ -105,14 +106,22 @@ def lr_factor(step: int, config: TrainConfig) -> float:
 class PairStream(Dataset):
     """Item k of a rank is global sample ``(k // local) * global + rank * local + k % local`` of the run."""
 
-    def __init__(self, split, config: TrainConfig, vectors: dict[str, np.ndarray], local_batch: int, rank: int):
+    def __init__(
+        self,
+        split,
+        config: TrainConfig,
+        vectors: dict[str, np.ndarray],
+        local_batch: int,
+        rank: int,
+        pool: InstructionPool | None = None,
+    ):
         self.split = split
         self.config = config
         self.vectors = vectors
         self.local_batch = local_batch
         self.rank = rank
         self.rows = len(split)
-        self.pool = InstructionPool.from_corpus(config.corpus) if config.on_the_fly else None
+        self.pool = pool
         self.degradable = restoration_tasks(all_tasks())
         self._orders: dict[int, np.ndarray] = {}
 
@@ -153,15 +162,15 @@ class PairStream(Dataset):
 
 
 def _crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    height, width = image.shape[:2]
-    if height < size or width < size:
+    """``random_crop``, with the error a training run gives when its data are smaller than --patch."""
+    try:
+        return random_crop(image, size, rng)
+    except ImageError:
+        height, width = image.shape[:2]
         raise TrainingError(
             f"a training image is {width}x{height}, smaller than --patch {size}; lower --patch or rebuild the "
             "dataset with a larger --patch"
-        )
-    top = int(rng.integers(0, height - size + 1))
-    left = int(rng.integers(0, width - size + 1))
-    return image[top : top + size, left : left + size]
+        ) from None
 
 
 def embed_instructions(texts: list[str], encoder: str) -> dict[str, np.ndarray]:
@@ -203,8 +212,9 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         raise ValueError(f"{config.data} has no train split (it has {', '.join(splits)})")
     train_split = splits["train"]
     texts = list(train_split["instruction"])
-    if config.on_the_fly:
-        texts += [text for group in InstructionPool.from_corpus(config.corpus).by_task.values() for text in group]
+    pool = InstructionPool.from_corpus(config.corpus) if config.on_the_fly else None
+    if pool is not None:
+        texts += [text for group in pool.by_task.values() for text in group]
     vectors = embed_instructions(texts, config.encoder)
 
     torch.manual_seed(config.seed)
@@ -226,7 +236,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     ema_head.to(accelerator.device)
     forward = torch.compile(model) if config.compile else model
 
-    stream = PairStream(train_split, config, vectors, local_batch, rank)
+    stream = PairStream(train_split, config, vectors, local_batch, rank, pool)
     indices = range(start * local_batch, config.steps * local_batch)
     loader = DataLoader(
         torch.utils.data.Subset(stream, indices),

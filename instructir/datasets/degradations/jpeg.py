@@ -12,19 +12,15 @@ import numpy as np
 from PIL import Image
 
 from instructir.datasets.degradations.base import Degradation, Params, as_image
+from instructir.datasets.images import to_uint8
 
 QUALITY_RANGE = (30, 95)
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Round a [0, 1] float image to uint8 (rounding, not truncation)."""
-    return np.round(np.clip(as_image(image), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
     """Encode as JPEG at ``quality`` (1-95) and decode back to float32 [0, 1]."""
     buffer = io.BytesIO()
-    Image.fromarray(to_uint8(image)).save(buffer, format="JPEG", quality=int(quality))
+    Image.fromarray(to_uint8(as_image(image))).save(buffer, format="JPEG", quality=int(quality))
     buffer.seek(0)
     with Image.open(buffer) as decoded:
         return np.asarray(decoded.convert("RGB"), dtype=np.float32) / np.float32(255.0)

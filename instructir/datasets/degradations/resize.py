@@ -15,14 +15,9 @@ import numpy as np
 from PIL import Image
 
 from instructir.datasets.degradations.base import Degradation, Params, as_image, clip01
+from instructir.datasets.images import crop_to_multiple
 
 SCALES = (2, 3, 4)
-
-
-def crop_to_multiple(image: np.ndarray, scale: int) -> np.ndarray:
-    """Crop the bottom/right so height and width are multiples of ``scale``."""
-    h, w = image.shape[0], image.shape[1]
-    return image[: h - h % scale, : w - w % scale]
 
 
 def resize_bicubic(image: np.ndarray, height: int, width: int) -> np.ndarray:
