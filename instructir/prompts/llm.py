@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -82,3 +82,19 @@ def fingerprint(backend: str, model: str, request: ChatRequest) -> str:
     payload = {"backend": backend, "model": model, **asdict(request)}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def make_backend(name: str, model: str | None = None, **settings: Any) -> Backend:
+    """Build a backend by name: ``openai`` (any OpenAI-compatible endpoint) or ``local`` (the embedded GGUF model).
+
+    ``settings`` are the chosen backend's keyword arguments (``base_url``, ``concurrency``, ``threads``...).
+    """
+    if name == "openai":
+        from instructir.prompts.openai_backend import DEFAULT_MODEL, OpenAIBackend
+
+        return OpenAIBackend(model=model or DEFAULT_MODEL, **settings)
+    if name == "local":
+        from instructir.prompts.local_backend import LocalBackend
+
+        return LocalBackend(model_path=model, **settings)
+    raise ValueError(f"unknown backend {name!r}; choose openai or local")

@@ -1,0 +1,258 @@
+"""The six stages of a run. Each is ``stage(config, folder, outputs, progress) -> outputs`` over library calls.
+
+``outputs`` maps earlier stages to the files they produced (their returned dicts), so a stage reads its inputs
+from there. Generation (reply cache) and training (checkpoints) resume in place after a kill; the other stages
+are rerun from a clean folder, which is cheap and gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from instructir.pipeline.config import RunConfig
+from instructir.tasks import resolve_tasks
+
+Outputs = dict[str, dict[str, str]]
+
+
+def generate(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) -> dict[str, str]:
+    """Generate candidate requests with the configured LLM; completed calls are replayed from the reply cache."""
+    from instructir.prompts.cache import ReplyCache
+    from instructir.prompts.generate import GenerationConfig, generate_candidates, write_generation
+    from instructir.prompts.llm import make_backend
+
+    settings = config.generate
+    if settings.backend == "openai":
+        backend = make_backend(
+            "openai",
+            settings.model,
+            base_url=settings.base_url,
+            api_key_env=settings.api_key_env,
+            concurrency=settings.concurrency,
+        )
+    else:
+        backend = make_backend("local", settings.model, threads=settings.threads)
+    style = "continue" if settings.backend == "local" else "instruct"
+    generation = GenerationConfig(
+        per_task=settings.per_task, seed=config.seed, style=style, temperature=settings.temperature
+    )
+    replies = ReplyCache(folder / "cache.sqlite")
+    try:
+        result = generate_candidates(
+            backend, resolve_tasks(settings.tasks or None), generation, replies, show_progress=progress
+        )
+    finally:
+        replies.close()
+    paths = write_generation(result, folder)
+    return {name: str(path) for name, path in paths.items()}
+
+
+def filter_requests(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) -> dict[str, str]:
+    """Run the filtering cascade over the candidates, with the registry seeds first."""
+    from instructir.prompts.candidates import read_many, write_filtered
+    from instructir.prompts.embed import Embedder
+    from instructir.prompts.filters.cascade import FilterConfig, default_stages, filter_candidates, seed_rows
+
+    settings = config.filter
+    filter_config = FilterConfig(
+        near_threshold=settings.near_threshold,
+        semantic_threshold=settings.semantic_threshold,
+        label_margin=settings.label_margin,
+        topic_threshold=settings.topic_threshold,
+    )
+    rows = seed_rows(resolve_tasks(config.generate.tasks or None)) + read_many([outputs["generate"]["candidates"]])
+    embedder = Embedder(config.encoder) if settings.embeddings else None
+    result = filter_candidates(rows, default_stages(filter_config, embedder))
+    summary = {"inputs": [outputs["generate"]["candidates"]], "config": filter_config.__dict__, **result.funnel}
+    paths = write_filtered(result.kept, result.rejects, summary, folder)
+    return {name: str(path) for name, path in paths.items()}
+
+
+def dataset_corpus(config: RunConfig, outputs: Outputs) -> str:
+    """The corpus the dataset (and so the text head) draws requests from."""
+    if config.dataset.corpus == "generated":
+        return outputs["filter"]["corpus"]
+    return config.dataset.corpus
+
+
+def build(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) -> dict[str, str]:
+    """Build the (instruction, degraded, clean) dataset from the configured photos and paired sets."""
+    from instructir.datasets.build import BuildConfig, build_dataset
+    from instructir.datasets.instructions import InstructionPool
+    from instructir.datasets.paired import import_paired
+    from instructir.datasets.sources import folder_images, sample_images
+
+    settings = config.dataset
+    corpus = dataset_corpus(config, outputs)
+    build_config = BuildConfig(
+        tasks=tuple(settings.tasks),
+        per_image=settings.per_image,
+        patch=settings.patch,
+        seed=config.seed,
+        mixtures=settings.mixtures,
+        num_proc=settings.num_proc,
+        corpus=corpus,
+        command=f"instructir run (profile {config.profile})",
+    )
+    build_config.validate()
+    images = sample_images() if settings.images == "samples" else folder_images(settings.images)
+    pairs = [pair for spec in settings.paired for pair in import_paired(spec)]
+    pool = InstructionPool.from_corpus(corpus)
+    result = build_dataset(folder / "dataset", pool, images, pairs, build_config, show_progress=progress)
+    return {"dataset": str(result.path), "summary": str(folder / "dataset" / "summary.json")}
+
+
+def train(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) -> dict[str, str]:
+    """Train (or resume training) InstructIR on the dataset; multi-GPU through ``accelerate launch``."""
+    from instructir.model.train import TrainConfig, latest_checkpoint
+    from instructir.model.train import train as train_model
+
+    settings = config.train
+    train_config = TrainConfig(
+        data=outputs["dataset"]["dataset"],
+        out=str(folder / "model"),
+        steps=settings.steps,
+        batch=settings.batch,
+        patch=settings.patch,
+        lr=settings.lr,
+        warmup=settings.warmup,
+        text_weight=settings.text_weight,
+        checkpoint_every=settings.checkpoint_every,
+        seed=config.seed,
+        width=settings.width,
+        enc_blks=tuple(settings.enc_blks),
+        middle_blk_num=settings.middle_blks,
+        dec_blks=tuple(settings.dec_blks),
+        encoder=config.encoder,
+        on_the_fly=settings.on_the_fly,
+        corpus=dataset_corpus(config, outputs),
+        workers=settings.workers,
+        compile=settings.compile,
+    )
+    model_folder = folder / "model"
+    resume = latest_checkpoint(model_folder) is not None
+    if not resume and model_folder.exists():
+        shutil.rmtree(model_folder)
+    if settings.launcher == "accelerate":
+        subprocess.run(_accelerate_command(train_config, settings.num_processes, resume), check=True)
+    else:
+        train_model(train_config, resume=resume, show_progress=progress)
+    return {"checkpoint": str(model_folder / "final.safetensors"), "log": str(model_folder / "log.csv")}
+
+
+def evaluate(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) -> dict[str, str]:
+    """PSNR/SSIM per task of the trained model on the dataset's evaluation split."""
+    from instructir.io import write_json
+    from instructir.model.evaluate import evaluate_dataset, jsonable
+    from instructir.model.restore import Restorer
+
+    settings = config.evaluate
+    restorer = Restorer.from_checkpoint(outputs["train"]["checkpoint"])
+    result = evaluate_dataset(
+        restorer, outputs["dataset"]["dataset"], settings.split, settings.crop_border, settings.limit, progress
+    )
+    path = write_json(jsonable(result), folder / "evaluation.json")
+    (folder / "evaluation.md").write_text(evaluation_table(result), encoding="utf-8")
+    return {"evaluation": str(path), "table": str(folder / "evaluation.md")}
+
+
+def analyze(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) -> dict[str, str]:
+    """Cluster and diversity reports of the run's corpus; the synthetic-to-real report when real requests are given."""
+    from instructir.analysis.labelled import load_labelled
+
+    settings = config.analyze
+    corpus = load_labelled(outputs["filter"]["corpus"])
+    produced: dict[str, str] = {}
+    if settings.clusters:
+        from instructir.analysis.clusters import cluster_report
+
+        produced["clusters"] = str(
+            cluster_report(corpus, folder / "clusters", model=config.encoder, seed=config.seed, progress=progress)
+        )
+    if settings.diversity:
+        from instructir.analysis.diversity import diversity_report
+
+        sets = [corpus] + ([load_labelled(settings.compare_with)] if settings.compare_with else [])
+        produced["diversity"] = str(
+            diversity_report(sets, folder / "diversity", model=config.encoder, seed=config.seed, progress=progress)
+        )
+    if settings.real:
+        from instructir.analysis.generalization import generalization_report
+
+        produced["generalization"] = str(
+            generalization_report(
+                load_labelled(dataset_corpus(config, outputs)),
+                load_labelled(settings.real),
+                folder / "generalization",
+                model=config.encoder,
+                seed=config.seed,
+                progress=progress,
+            )
+        )
+    return produced
+
+
+def evaluation_table(result: dict[str, Any]) -> str:
+    """A Markdown table of per-task PSNR/SSIM, input (degraded) vs restored."""
+    header = "| task | samples | input PSNR | restored PSNR | input SSIM | restored SSIM | intent accuracy |"
+    lines = [header, "|---" * 7 + "|"]
+    for name, group in {**result["tasks"], "all": result["overall"]}.items():
+        cells = [
+            name,
+            str(group["count"]),
+            _number(group.get("input_psnr")),
+            _number(group.get("psnr")),
+            _number(group.get("input_ssim"), 4),
+            _number(group.get("ssim"), 4),
+            _number(group.get("intent_accuracy"), 3),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _number(value: Any, places: int = 2) -> str:
+    return "" if value is None else f"{value:.{places}f}"
+
+
+def _accelerate_command(config: Any, processes: int, resume: bool) -> list[str]:
+    options = {
+        "data": config.data,
+        "out": config.out,
+        "steps": config.steps,
+        "batch": config.batch,
+        "patch": config.patch,
+        "lr": config.lr,
+        "warmup": config.warmup,
+        "text-weight": config.text_weight,
+        "checkpoint-every": config.checkpoint_every,
+        "seed": config.seed,
+        "width": config.width,
+        "enc-blks": ",".join(map(str, config.enc_blks)),
+        "middle-blks": config.middle_blk_num,
+        "dec-blks": ",".join(map(str, config.dec_blks)),
+        "corpus": config.corpus,
+        "workers": config.workers,
+    }
+    flags = [f"--{key}={value}" for key, value in options.items()]
+    flags += ["--on-the-fly"] if config.on_the_fly else []
+    flags += ["--compile"] if config.compile else []
+    flags += ["--resume"] if resume else []
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", f"--num_processes={processes}"]
+    return [*launcher, "-m", "instructir", "train", *flags]
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[RunConfig, Path, Outputs, bool], dict[str, str]]] = {
+    "generate": generate,
+    "filter": filter_requests,
+    "dataset": build,
+    "train": train,
+    "evaluate": evaluate,
+    "analyze": analyze,
+}
+
+RESUMES_IN_PLACE = frozenset({"generate", "train"})
