@@ -217,3 +217,14 @@ def test_topic_relevance_drops_rows_unlike_every_seed_of_their_task(embedder):
     result = TopicRelevance(embedder, min_similarity=0.4).run(data)
     assert [r["id"] for r in result.kept] == ["r0", "r2"]
     assert result.dropped[0]["reason"] == "off_topic" and result.dropped[0]["similarity"] < 0.4
+
+
+def test_one_embedder_serves_many_threads_like_a_web_demo_does(embedder):
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [f"please remove the noise from photo number {i}" for i in range(12)]
+    expected = embedder.encode(texts[:6])
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parts = list(pool.map(lambda i: embedder.encode(texts[i : i + 3]), range(0, 12, 3)))
+    np.testing.assert_array_equal(np.concatenate(parts)[:6], expected)
+    assert np.concatenate(parts).shape == (12, embedder.dimension())

@@ -106,3 +106,27 @@ def test_train_refuses_bad_input_with_a_clear_message(tmp_path, denoise_data):
     (tmp_path / "used" / "log.csv").write_text("step\n")
     done = run_cli("train", "--data", str(denoise_data), "--out", str(tmp_path / "used"), "--steps", "1", *TINY)
     assert done.returncode == 2 and "--resume" in done.stderr
+
+
+@pytest.mark.slow
+def test_two_process_ddp_through_accelerate_matches_one_process_at_the_same_global_batch(denoise_data, tmp_path):
+    args = ["--data", str(denoise_data), "--steps", "6", "--batch", "4", "--patch", "32", "--width", "8"]
+    args += ["--checkpoint-every", "3", "--no-progress"]
+    single = run_cli("train", *args, "--out", str(tmp_path / "single"))
+    assert single.returncode == 0, single.stderr
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    ddp = subprocess.run(
+        [*launch, "-m", "instructir", "train", *args, "--out", str(tmp_path / "ddp")],
+        env=cli_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one, _, _ = load_checkpoint(tmp_path / "single" / "final.safetensors")
+    two, _, _ = load_checkpoint(tmp_path / "ddp" / "final.safetensors")
+    for (name, a), (_, b) in zip(one.state_dict().items(), two.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+    assert sorted(p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir()) == ["step-0000003", "step-0000006"]

@@ -16,6 +16,7 @@ import hashlib
 import importlib.util
 import os
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,7 +72,9 @@ class Embedder:
         folder = Path(cache_dir) if cache_dir else default_cache_dir()
         folder.mkdir(parents=True, exist_ok=True)
         self.cache_path = folder / f"embeddings-{slug}.sqlite"
-        self._db = sqlite3.connect(self.cache_path)
+        # One connection shared by every thread that calls encode (a web demo's workers), guarded by a lock.
+        self._db = sqlite3.connect(self.cache_path, check_same_thread=False)
+        self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
         self._encoder = None
@@ -79,6 +82,10 @@ class Embedder:
 
     def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
         """Unit-length float32 vectors for ``texts``, computing only those not in the cache."""
+        with self._lock:
+            return self._encode(texts, show_progress)
+
+    def _encode(self, texts: Sequence[str], show_progress: bool) -> np.ndarray:
         keys = [hashlib.sha1(text.encode("utf-8")).hexdigest() for text in texts]
         found = self._lookup(set(keys))
         missing = sorted({key: text for key, text in zip(keys, texts, strict=True) if key not in found}.items())
