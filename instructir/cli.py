@@ -18,6 +18,10 @@ prompts_app = typer.Typer(help="Generate and inspect restoration requests.", no_
 app.add_typer(prompts_app, name="prompts")
 data_app = typer.Typer(help="Build datasets of (instruction, degraded, clean) triples.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+analyze_app = typer.Typer(
+    help="Analyse corpora, embeddings and models; each command writes a report.", no_args_is_help=True
+)
+app.add_typer(analyze_app, name="analyze")
 console = Console()
 errors = Console(stderr=True)
 
@@ -42,6 +46,77 @@ def tasks_command() -> None:
             str(task.id), task.name, task.label, str(len(task.seeds)), ", ".join(task.degradations), task.description
         )
     console.print(table)
+
+
+class ProfileName(str, Enum):
+    quick = "quick"
+    paper = "paper"
+
+
+@app.command("init")
+def init_command(
+    path: Annotated[Path, typer.Argument(help="Where to write the config.")] = Path("instructir.yaml"),
+    profile: Annotated[ProfileName, typer.Option(help="Defaults to start from.")] = ProfileName.quick,
+    overwrite: Annotated[bool, typer.Option(help="Replace PATH if it exists.")] = False,
+) -> None:
+    """Write a commented run config for `instructir run`."""
+    from instructir.pipeline import profile_config, render_config
+
+    if path.exists() and not overwrite:
+        fail(f"{path} exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_config(profile_config(profile.value)), encoding="utf-8")
+    console.print(f"config: {path}  (edit it, then: instructir run {path})")
+
+
+@app.command("run")
+def run_command(
+    config: Annotated[Path | None, typer.Argument(help="A YAML config from `instructir init`.")] = None,
+    profile: Annotated[ProfileName | None, typer.Option(help="Run a profile's defaults without a file.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Override the config's output folder.")] = None,
+    until: Annotated[str | None, typer.Option(help="Stop after this stage.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run generate -> filter -> dataset -> train -> evaluate -> analyze, skipping stages already done."""
+    from instructir.pipeline import STAGES, load_config, profile_config, run_pipeline
+    from instructir.pipeline.config import validate_config
+
+    if (config is None) == (profile is None):
+        fail("give a config file (see `instructir init`) or --profile quick|paper, not both")
+    if until is not None and until not in STAGES:
+        fail(f"--until must be one of: {', '.join(STAGES)}")
+    try:
+        settings = load_config(config) if config is not None else profile_config(profile.value)
+        if out is not None:
+            settings = validate_config({**settings.model_dump(), "out": str(out)})
+    except (ValueError, FileNotFoundError) as error:
+        fail(str(error))
+    try:
+        manifest = run_pipeline(
+            settings, progress=progress and sys.stderr.isatty(), only=(until,) if until else (), log=console.print
+        )
+    except KeyboardInterrupt:
+        fail(f"interrupted; run the same command to resume from {settings.out}", 130)
+    except Exception as error:
+        stage = _running_stage(Path(settings.out))
+        fail(f"stage {stage} failed: {type(error).__name__}: {error}\nfinished stages are kept; fix and rerun.")
+    table = Table("stage", "status", "seconds", "outputs")
+    for stage, record in manifest["stages"].items():
+        paths = "\n".join(f"{name}: {path}" for name, path in record["outputs"].items())
+        table.add_row(stage, "ran" if record["ran"] else "skipped", f"{record['seconds']:.1f}", paths)
+    console.print(table)
+    console.print(f"manifest: {Path(settings.out) / 'manifest.json'}")
+
+
+def _running_stage(out: Path) -> str:
+    from instructir.pipeline import STAGES
+    from instructir.pipeline.runner import read_state
+
+    for stage in STAGES:
+        state = read_state(out / stage)
+        if state and state["status"] == "running":
+            return stage
+    return "?"
 
 
 @prompts_app.command("generate")
@@ -252,11 +327,12 @@ def _make_backend(
     threads: int | None,
     dtype: str,
 ) -> Any:
-    if name is BackendName.openai:
-        from instructir.prompts.openai_backend import DEFAULT_MODEL, OpenAIBackend
+    from instructir.prompts.llm import make_backend
 
-        return OpenAIBackend(
-            model=model or DEFAULT_MODEL,
+    if name is BackendName.openai:
+        return make_backend(
+            "openai",
+            model,
             base_url=base_url,
             api_key_env=api_key_env,
             concurrency=concurrency,
@@ -265,9 +341,7 @@ def _make_backend(
             timeout=timeout,
             max_retries=max_retries,
         )
-    from instructir.prompts.local_backend import LocalBackend
-
-    return LocalBackend(model_path=model, batch_size=batch_size, threads=threads, dtype=dtype)
+    return make_backend("local", model, batch_size=batch_size, threads=threads, dtype=dtype)
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -325,6 +399,9 @@ def data_build_command(
     ),
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    push_to_hub: Annotated[
+        str | None, typer.Option(help="Then upload the dataset with a card to this Hub repo id (or a local folder).")
+    ] = None,
 ) -> None:
     """Build a Hugging Face DatasetDict (train, validation, test) from clean photos and real pairs."""
     from instructir.datasets.build import BuildConfig, build_dataset
@@ -367,6 +444,8 @@ def data_build_command(
     if summary["rejects"]:
         console.print(f"skipped {summary['rejects']} inputs: {summary['rejects_by_reason']} (see rejects.jsonl)")
     console.print(f"dataset: {result.path}")
+    if push_to_hub:
+        _push(result.path, push_to_hub, "dataset")
 
 
 def _blocks(text: str) -> tuple[int, ...]:
@@ -398,6 +477,9 @@ def train_command(
     compile: Annotated[bool, typer.Option(help="torch.compile the network.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its newest checkpoint.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    push_to_hub: Annotated[
+        str | None, typer.Option(help="Then upload the final weights, config and log to this Hub repo (or a folder).")
+    ] = None,
 ) -> None:
     """Train InstructIR on a dataset (L1 + intent cross-entropy, AdamW, warm-up + cosine, EMA)."""
     from instructir.model.train import TrainConfig, TrainingError, train
@@ -428,6 +510,8 @@ def train_command(
     except (ValueError, FileNotFoundError, FileExistsError, TrainingError) as error:
         fail(str(error))
     console.print(f"trained {result['steps']} steps; EMA weights: {result['final']}; log: {result['log']}")
+    if push_to_hub:
+        _push(Path(result["final"]).parent, push_to_hub, "checkpoint")
 
 
 class DeviceName(str, Enum):
@@ -435,9 +519,18 @@ class DeviceName(str, Enum):
     cuda = "cuda"
 
 
-def _restorer(checkpoint: Path, head: Path | None, device: DeviceName | None, encoder: str | None) -> Any:
+def _restorer(checkpoint: Path | None, head: Path | None, device: DeviceName | None, encoder: str | None) -> Any:
     """Load a Restorer, turning a missing or unusable checkpoint into a clear exit-2 error."""
     from instructir.model.restore import Restorer
+    from instructir.pipeline.config import default_checkpoint
+
+    if checkpoint is None:
+        checkpoint = default_checkpoint()
+        if not checkpoint.is_file():
+            fail(
+                f"no --checkpoint given and no model at {checkpoint}; train one with `instructir run --profile quick` "
+                "(the README's main job) or pass --checkpoint PATH"
+            )
 
     if device is DeviceName.cuda:
         import torch
@@ -456,8 +549,11 @@ def _restorer(checkpoint: Path, head: Path | None, device: DeviceName | None, en
 def restore_command(
     source: Annotated[Path, typer.Argument(help="An image file, or a folder of images (searched recursively).")],
     instruction: Annotated[str, typer.Argument(help='What to do, in plain words, e.g. "remove the noise".')],
-    checkpoint: Annotated[Path, typer.Option(help="Model + head (.safetensors), or the official im_*.pt.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output PNG (one image in) or folder.")],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Model + head (.safetensors), or the official im_*.pt; default: the quick run's model."),
+    ] = None,
     head: Annotated[Path | None, typer.Option(help="Text head file for an official im_*.pt (lm_*.pt).")] = None,
     tile: Annotated[
         int | None, typer.Option(help="Tile size (multiple of 16); default: tile only images that are too large.")
@@ -562,3 +658,264 @@ def eval_command(
         fail(str(error).strip('"'))
     if json_out is not None:
         console.print(f"results: {write_json(jsonable(results), json_out)}")
+
+
+@app.command("demo")
+def demo_command(
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Model + head (.safetensors); default: the checkpoint of `instructir run`.")
+    ] = None,
+    head: Annotated[Path | None, typer.Option(help="Text head file for an official im_*.pt (lm_*.pt).")] = None,
+    host: Annotated[str, typer.Option(help="Address to serve on; 0.0.0.0 lets other machines connect.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 7860,
+    share: Annotated[bool, typer.Option(help="Also open a public gradio.live link (needs internet).")] = False,
+) -> None:
+    """Serve a web demo: upload a photo or pick an example, type a request, see and download the result."""
+    from rich.markup import escape as markup_escape
+
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        fail(markup_escape("the demo needs gradio, which is not installed; pip install 'instructir[demo]'"))
+    from instructir.demo import build_demo, cache_folder, example_inputs
+    from instructir.pipeline.config import default_checkpoint
+
+    restorer = _restorer(checkpoint, head, None, None)
+    demo = build_demo(restorer, example_inputs(cache_folder() / "examples"))
+    console.print(f"serving {checkpoint or default_checkpoint()} at http://{host}:{port} (Ctrl+C stops)")
+    try:
+        demo.launch(server_name=host, server_port=port, share=share, ssr_mode=False)
+    except OSError as error:
+        fail(f"cannot serve on {host}:{port}: {error}; choose another --port")
+
+
+def _labelled_or_fail(source: str | Path) -> Any:
+    """``load_labelled(source)``, or exit with its message (which names the file and row) on bad input."""
+    from instructir.analysis.labelled import load_labelled
+
+    try:
+        return load_labelled(source)
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        fail(str(error).strip('"'))
+
+
+@analyze_app.command("generalization")
+def generalization_command(
+    real: Annotated[Path, typer.Option(help="Real requests: JSONL or CSV with 'text' and 'task' fields.")],
+    out: Annotated[Path, typer.Option(help="Report folder: report.html, report.md, metrics.json, figures/.")],
+    corpus: Annotated[str, typer.Option(help="Training corpus: a shipped name, Parquet, JSONL or CSV.")] = (
+        "instructir-requests"
+    ),
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Model + head (.safetensors) for the PSNR-by-wording part (needs --data).")
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="A dataset folder from `instructir data build`.")] = None,
+    split: Annotated[str, typer.Option(help="Dataset split for the PSNR part.")] = "test",
+    limit: Annotated[int, typer.Option(help="Images per task for the PSNR part.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed for training, template sampling and request picks.")] = 0,
+    model: Annotated[str | None, typer.Option(help="Sentence encoder; default: all-MiniLM-L6-v2.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train the intent classifier (text head and logistic probe) on a corpus and test it on real requests."""
+    from instructir.analysis.generalization import generalization_report
+    from instructir.prompts.embed import DEFAULT_ENCODER
+
+    if (checkpoint is None) != (data is None):
+        fail("the PSNR part needs both --checkpoint and --data")
+    if limit < 1:
+        fail("--limit must be >= 1")
+    real_set, corpus_set = _labelled_or_fail(real), _labelled_or_fail(corpus)
+    bar = progress and sys.stderr.isatty()
+    try:
+        path, metrics = generalization_report(
+            corpus_set, real_set, out, model or DEFAULT_ENCODER, seed, checkpoint, data, limit, split, progress=bar
+        )
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        fail(str(error).strip('"'))
+    console.print(
+        f"head: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}; "
+        f"probe: accuracy {metrics['probe']['accuracy']:.3f}, macro-F1 {metrics['probe']['macro_f1']:.3f}"
+    )
+    for name, scores in metrics["baselines"].items():
+        console.print(f"head trained on {name}: accuracy {scores['accuracy']:.3f}, macro-F1 {scores['macro_f1']:.3f}")
+    console.print(f"report: {path}")
+
+
+@analyze_app.command("ablation")
+def ablation_command(
+    real: Annotated[Path, typer.Option(help="Real requests: JSONL or CSV with 'text' and 'task' fields.")],
+    out: Annotated[Path, typer.Option(help="Report folder: report.html, report.md, metrics.json, figures/.")],
+    corpus: Annotated[str, typer.Option(help="Training corpus: a shipped name, Parquet, JSONL or CSV.")] = (
+        "instructir-requests"
+    ),
+    sizes: Annotated[str, typer.Option(help="Comma-separated sizes of the random corpus subsets.")] = "1000,3000,10000",
+    diverse: Annotated[int, typer.Option(help="Size of the diversity-pruned subset (0: none).")] = 3000,
+    repeats: Annotated[int, typer.Option(help="Seeds per prompt set.")] = 3,
+    seed: Annotated[int, typer.Option(help="First seed (runs use seed, seed+1, ...).")] = 0,
+    model: Annotated[str | None, typer.Option(help="Sentence encoder; default: all-MiniLM-L6-v2.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train the text head on prompt sets of rising size and diversity; score each on real requests."""
+    from instructir.analysis.ablation import ablation_metrics, build_report
+    from instructir.prompts.embed import DEFAULT_ENCODER
+
+    try:
+        subset_sizes = tuple(int(part) for part in sizes.split(",") if part.strip())
+    except ValueError:
+        fail(f"--sizes must be comma-separated whole numbers, got {sizes!r}")
+    if any(size < 1 for size in subset_sizes) or diverse < 0 or repeats < 1:
+        fail("--sizes must be positive, --diverse >= 0 and --repeats >= 1")
+    real_set, corpus_set = _labelled_or_fail(real), _labelled_or_fail(corpus)
+    bar = progress and sys.stderr.isatty()
+    metrics = ablation_metrics(
+        corpus_set, real_set, subset_sizes, diverse or None, repeats, seed, model or DEFAULT_ENCODER, progress=bar
+    )
+    path = build_report(metrics).write(out, metrics)
+    table = Table("prompt set", "requests", "accuracy", "macro-F1")
+    for entry in metrics["sets"]:
+        table.add_row(
+            entry["set"],
+            str(entry["size"]),
+            f"{entry['accuracy']:.3f} ± {entry['accuracy_std']:.3f}",
+            f"{entry['macro_f1']:.3f} ± {entry['macro_f1_std']:.3f}",
+        )
+    console.print(table)
+    console.print(f"report: {path}")
+
+
+@analyze_app.command("routing")
+def routing_command(
+    checkpoint: Annotated[Path, typer.Option(help="Model + head (.safetensors), or the official im_*.pt.")],
+    out: Annotated[Path, typer.Option(help="Report folder: report.html, report.md, metrics.json, figures/.")],
+    corpus: Annotated[str, typer.Option(help="Requests to route: a shipped name, Parquet, JSONL or CSV.")] = (
+        "instructir-requests"
+    ),
+    real: Annotated[
+        Path | None, typer.Option(help="Real requests (JSONL/CSV): do they route nearest their own task?")
+    ] = None,
+    head: Annotated[Path | None, typer.Option(help="Text head file for an official im_*.pt (lm_*.pt).")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Sentence encoder; default: the one the text head was trained with.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the shuffled-weights control.")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Per-ICB channel gates of each task's requests: heatmaps, between-task cosines, real-request routing."""
+    from instructir.analysis.routing import routing_report
+
+    corpus_set = _labelled_or_fail(corpus)
+    real_set = _labelled_or_fail(real) if real is not None else None
+    bar = progress and sys.stderr.isatty()
+    try:
+        path, metrics = routing_report(checkpoint, corpus_set, out, real_set, head, model, seed, progress=bar)
+    except (ValueError, FileNotFoundError) as error:
+        fail(str(error).strip('"'))
+    if real_set is not None:
+        console.print(
+            f"real requests nearest their own task's mean gates (all ICBs): "
+            f"{metrics['nearest_own_mean_all_blocks']:.3f} (shuffled-weights control "
+            f"{metrics['nearest_own_mean_shuffled_all']:.3f}, chance {metrics['chance']:.3f})"
+        )
+    console.print(f"report: {path}")
+
+
+@analyze_app.command("clusters")
+def clusters_command(
+    corpus: Annotated[str, typer.Argument(help="Requests: a shipped corpus name, corpus folder, Parquet, JSONL, CSV.")],
+    out: Annotated[Path, typer.Option(help="Report folder: report.html, report.md, metrics.json, figures/, scatter.")],
+    model: Annotated[str | None, typer.Option(help="Sentence encoder; default: all-MiniLM-L6-v2.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for folds, subsamples, KMeans and UMAP.")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """How well embeddings separate by task: silhouette, KMeans NMI/ARI, k-NN and probe accuracy, UMAP maps."""
+    from instructir.analysis.clusters import cluster_report
+    from instructir.prompts.embed import DEFAULT_ENCODER
+
+    data = _labelled_or_fail(corpus)
+    bar = progress and sys.stderr.isatty()
+    try:
+        path, metrics = cluster_report(data, out, model or DEFAULT_ENCODER, seed, progress=bar)
+    except ValueError as error:
+        fail(str(error))
+    table = Table("metric", "value")
+    table.add_row("requests", f"{metrics['rows']:,}")
+    table.add_row("silhouette (cosine)", f"{metrics['silhouette']['overall']:.3f}")
+    table.add_row("KMeans NMI / ARI", f"{metrics['kmeans']['nmi']:.3f} / {metrics['kmeans']['ari']:.3f}")
+    table.add_row(f"{metrics['knn']['k']}-NN accuracy", f"{metrics['knn']['accuracy']:.3f}")
+    table.add_row("linear probe accuracy", f"{metrics['probe']['accuracy']:.3f}")
+    table.add_row(
+        "HDBSCAN clusters / noise", f"{metrics['hdbscan']['clusters']} / {metrics['hdbscan']['noise_fraction']:.1%}"
+    )
+    pairs = ", ".join(f"{p['a']}/{p['b']} {p['rate']:.1%}" for p in metrics["confusable_pairs"][:3])
+    table.add_row("most confusable pairs", pairs or "-")
+    console.print(table)
+    console.print(f"report: {path}")
+    console.print(f"interactive map: {path.parent / 'scatter.html'}")
+
+
+@analyze_app.command("diversity")
+def diversity_command(
+    corpus: Annotated[str, typer.Argument(help="Requests: a shipped corpus name, corpus folder, Parquet, JSONL, CSV.")],
+    out: Annotated[Path, typer.Option(help="Report folder: report.html, report.md, metrics.json, figures/.")],
+    other: Annotated[str | None, typer.Argument(help="A second request set to compare with, side by side.")] = None,
+    names: Annotated[str | None, typer.Option(help="Comma-separated display names, one per corpus.")] = None,
+    model: Annotated[str | None, typer.Option(help="Sentence encoder; default: all-MiniLM-L6-v2.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for subsamples, folds and KMeans.")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Diversity of one request set, or two side by side: distinct-n, lengths, Vendi, domain AUC, MAUVE."""
+    from instructir.analysis.diversity import diversity_report
+    from instructir.prompts.embed import DEFAULT_ENCODER
+
+    sets = [_labelled_or_fail(source) for source in ([corpus] if other is None else [corpus, other])]
+    labels = [part.strip() for part in names.split(",")] if names else None
+    if labels is not None and (len(labels) != len(sets) or not all(labels)):
+        fail(f"--names needs {len(sets)} non-empty comma-separated name(s), got {names!r}")
+    bar = progress and sys.stderr.isatty()
+    try:
+        path, metrics = diversity_report(sets, out, labels, model or DEFAULT_ENCODER, seed, progress=bar)
+    except ValueError as error:
+        fail(str(error))
+    table = Table("metric", *metrics["corpora"])
+    for key, label in (("rows", "requests"), ("distinct_1", "distinct-1"), ("distinct_2", "distinct-2")):
+        table.add_row(label, *(_number(metrics["overall"][name][key]) for name in metrics["corpora"]))
+    for key, label in (("distinct_3", "distinct-3"), ("vocabulary", "vocabulary"), ("vendi", "Vendi score")):
+        table.add_row(label, *(_number(metrics["overall"][name][key]) for name in metrics["corpora"]))
+    table.add_row("mean words", *(_number(metrics["overall"][n]["length_words"]["mean"]) for n in metrics["corpora"]))
+    table.add_row("mean NN cosine", *(_number(metrics["overall"][n]["mean_nn_cosine"]) for n in metrics["corpora"]))
+    console.print(table)
+    if "pair" in metrics:
+        console.print(f"domain AUC {metrics['pair']['domain_auc']:.3f}, MAUVE {metrics['pair']['mauve']:.3f}")
+    console.print(f"report: {path}")
+
+
+def _number(value: float | int) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:.3f}"
+
+
+def _push(folder: Path, repo: str, kind: str) -> None:
+    """Upload a corpus, dataset or checkpoint folder with its card, or exit with what went wrong."""
+    from instructir.hub import PushError, publish
+
+    try:
+        where = publish(folder, repo, kind)
+    except (PushError, ValueError, FileNotFoundError) as error:
+        fail(f"{error}\nThe {kind} itself is complete in {folder}; nothing there was changed.")
+    console.print(f"pushed the {kind} to {where}")
+
+
+@prompts_app.command("push")
+def prompts_push_command(
+    corpus: Annotated[str, typer.Argument(help="A corpus folder (corpus.parquet, README.md) or a shipped name.")],
+    repo: Annotated[str, typer.Argument(help="Hub dataset repo id, e.g. user/requests (or a local folder).")],
+) -> None:
+    """Upload a request corpus with its dataset card to the Hugging Face Hub."""
+    from instructir.prompts.corpus import resolve_corpus
+
+    try:
+        path = resolve_corpus(corpus)
+    except FileNotFoundError as error:
+        fail(str(error))
+    if path.name != "corpus.parquet":
+        fail(f"{corpus}: give a corpus folder (from `instructir prompts filter`), not a single file")
+    _push(path.parent, repo, "corpus")

@@ -226,7 +226,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
     parameters = [*model.parameters(), *head.parameters()]
-    optimizer = torch.optim.AdamW(parameters, lr=config.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    # On CUDA the fused AdamW updates every parameter in one kernel instead of a few per tensor.
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, betas=(0.9, 0.99), weight_decay=0.0, fused=cuda or None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
     start = 0
     if resume and (checkpoint := latest_checkpoint(out)) is not None:
@@ -314,11 +315,14 @@ def ema_decay(step: int, decay: float) -> float:
 
 
 def _ema_update(ema: torch.nn.Module, live: torch.nn.Module, decay: float) -> None:
+    """ema += (1 - decay) * (live - ema) for every floating tensor, as one multi-tensor lerp (one kernel on CUDA)."""
     with torch.no_grad():
-        for mine, theirs in zip(ema.state_dict().values(), live.state_dict().values(), strict=True):
-            if mine.dtype.is_floating_point:
-                mine.mul_(decay).add_(theirs.detach().to(mine.dtype), alpha=1 - decay)
-            else:
+        pairs = list(zip(ema.state_dict().values(), live.state_dict().values(), strict=True))
+        floating = [(mine, theirs.detach()) for mine, theirs in pairs if mine.dtype.is_floating_point]
+        if floating:
+            torch._foreach_lerp_([mine for mine, _ in floating], [theirs for _, theirs in floating], 1 - decay)
+        for mine, theirs in pairs:
+            if not mine.dtype.is_floating_point:
                 mine.copy_(theirs)
 
 

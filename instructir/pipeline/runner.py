@@ -44,7 +44,7 @@ def stage_inputs(stage: str, config: RunConfig) -> tuple[dict[str, Any], tuple[s
     if stage == "evaluate":
         return dumped["evaluate"], ("train", "dataset")
     if stage == "analyze":
-        reads = ("filter", "dataset") if config.dataset.corpus == "generated" else ("filter",)
+        reads = ("filter", "dataset", "train") if config.analyze.real else ("filter",)
         return {**common, **dumped["analyze"], "encoder": config.encoder, "corpus": config.dataset.corpus}, reads
     raise KeyError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
 

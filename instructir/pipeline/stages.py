@@ -162,38 +162,41 @@ def evaluate(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) 
 
 
 def analyze(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) -> dict[str, str]:
-    """Cluster and diversity reports of the run's corpus; the synthetic-to-real report when real requests are given."""
+    """Cluster and diversity reports of the run's requests; with real requests, the synthetic-to-real report
+    (PSNR by wording with the trained model) and the gate-routing report."""
     from instructir.analysis.labelled import load_labelled
 
     settings = config.analyze
     corpus = load_labelled(outputs["filter"]["corpus"])
+    model, seed = config.encoder, config.seed
     produced: dict[str, str] = {}
     if settings.clusters:
         from instructir.analysis.clusters import cluster_report
 
-        produced["clusters"] = str(
-            cluster_report(corpus, folder / "clusters", model=config.encoder, seed=config.seed, progress=progress)
-        )
+        path, _ = cluster_report(corpus, folder / "clusters", model, seed, progress=progress)
+        produced["clusters"] = str(path)
     if settings.diversity:
         from instructir.analysis.diversity import diversity_report
 
-        sets = [corpus] + ([load_labelled(settings.compare_with)] if settings.compare_with else [])
-        produced["diversity"] = str(
-            diversity_report(sets, folder / "diversity", model=config.encoder, seed=config.seed, progress=progress)
-        )
+        sets, names = [corpus], ["this run"]
+        if settings.compare_with:
+            sets.append(load_labelled(settings.compare_with))
+            names.append(Path(settings.compare_with).name)
+        path, _ = diversity_report(sets, folder / "diversity", names, model, seed, progress=progress)
+        produced["diversity"] = str(path)
     if settings.real:
         from instructir.analysis.generalization import generalization_report
+        from instructir.analysis.routing import routing_report
 
-        produced["generalization"] = str(
-            generalization_report(
-                load_labelled(dataset_corpus(config, outputs)),
-                load_labelled(settings.real),
-                folder / "generalization",
-                model=config.encoder,
-                seed=config.seed,
-                progress=progress,
-            )
+        real = load_labelled(settings.real)
+        trained_on = load_labelled(dataset_corpus(config, outputs))
+        checkpoint, data = outputs["train"]["checkpoint"], outputs["dataset"]["dataset"]
+        path, _ = generalization_report(
+            trained_on, real, folder / "generalization", model, seed, checkpoint, data, progress=progress
         )
+        produced["generalization"] = str(path)
+        path, _ = routing_report(checkpoint, trained_on, folder / "routing", real, seed=seed, progress=progress)
+        produced["routing"] = str(path)
     return produced
 
 
