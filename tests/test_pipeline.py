@@ -32,12 +32,15 @@ def tiny_config(out: Path, url: str, **overrides) -> dict:
         "dataset": {"corpus": "generated", "tasks": ["denoise", "lowlight"], "per_image": 2, "patch": 64},
         "train": {"steps": 40, "batch": 2, "patch": 32, "width": 8, "checkpoint_every": 10, "on_the_fly": False},
         "evaluate": {"split": "test"},
-        "analyze": {"clusters": False, "diversity": False, "real": None},
+        "analyze": {"clusters": True, "diversity": True, "compare_with": None, "real": str(REAL)},
     }
     config["generate"]["tasks"] = ["denoise", "lowlight"]
     for section, values in overrides.items():
         config[section] = {**config.get(section, {}), **values}
     return config
+
+
+REAL = REPO / "tests" / "data" / "real_requests.jsonl"
 
 
 def write_config(path: Path, config: dict) -> Path:
@@ -103,7 +106,22 @@ def outputs_of(out: Path) -> dict:
     found["train"] = load_file(out / "train" / "model" / "final.safetensors")
     evaluation = json.loads((out / "evaluate" / "evaluation.json").read_text())
     found["evaluate"] = [{k: v for k, v in sample.items() if k != "seconds"} for sample in evaluation["samples"]]
+    reports = sorted((out / "analyze").glob("*/metrics.json"))
+    assert [path.parent.name for path in reports] == ["clusters", "diversity", "generalization", "routing"]
+    # Reports name their inputs by path: compare them relative to the run folder.
+    found["analyze"] = {
+        path.parent.name: _timeless(json.loads(path.read_text().replace(str(out), "RUN"))) for path in reports
+    }
     return found
+
+
+def _timeless(value):
+    """``value`` without wall-clock fields, which differ between any two runs."""
+    if isinstance(value, dict):
+        return {k: _timeless(v) for k, v in value.items() if "second" not in k}
+    if isinstance(value, list):
+        return [_timeless(v) for v in value]
+    return value
 
 
 def assert_same(a: dict, b: dict) -> None:
