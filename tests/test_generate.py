@@ -88,7 +88,7 @@ def wait_for_successes(server: ChatServer, count: int, limit: float = 60) -> Non
 
 @pytest.mark.slow
 def test_sigkill_mid_run_then_the_same_command_resumes_without_repeating_calls(tmp_path):
-    with ChatServer(delay=0.05) as server:
+    with ChatServer(delay=0.2) as server:
         process = start_generation(server.url, tmp_path / "run")
         wait_for_successes(server, 10)
         process.send_signal(signal.SIGKILL)
@@ -112,7 +112,8 @@ def test_sigkill_mid_run_then_the_same_command_resumes_without_repeating_calls(t
 
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_keeps_what_was_done(tmp_path):
-    with ChatServer(delay=0.05) as server:
+    # Slow replies: the whole run must outlast a test process starved of CPU on a busy 2-core machine.
+    with ChatServer(delay=0.3) as server:
         process = start_generation(server.url, tmp_path)
         wait_for_successes(server, 10)
         process.send_signal(signal.SIGINT)
