@@ -54,7 +54,7 @@ class Embedder:
         self,
         model: str = DEFAULT_ENCODER,
         cache_dir: str | Path | None = None,
-        batch_size: int = 64,
+        batch_size: int = 128,
         device: str = "cpu",
         dtype: str = "auto",
     ) -> None:
