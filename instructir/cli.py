@@ -91,6 +91,10 @@ def run_command(
             settings = validate_config({**settings.model_dump(), "out": str(out)})
     except (ValueError, FileNotFoundError) as error:
         fail(str(error))
+    from instructir.pipeline.runner import missing_inputs
+
+    if missing := missing_inputs(settings):
+        fail("the config names inputs that do not exist:\n  " + "\n  ".join(missing))
     try:
         manifest = run_pipeline(
             settings, progress=progress and sys.stderr.isatty(), only=(until,) if until else (), log=console.print

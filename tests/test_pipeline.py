@@ -68,6 +68,10 @@ def test_bad_configs_name_the_bad_key_and_exit_non_zero(tmp_path):
     assert result.returncode != 0
     for expected in ("train.stpes: unknown key", "train.batch", "dataset.tasks: unknown task(s): x"):
         assert expected in " ".join(result.stderr.split()), result.stderr
+    absent = write_config(tmp_path / "absent.yaml", {"profile": "quick", "analyze": {"real": "nowhere.jsonl"}})
+    result = run_cli("run", str(absent))
+    assert result.returncode != 0 and "analyze.real: no such file" in result.stderr, result.stderr
+    assert "running" not in result.stdout  # refused before any stage started
     missing = run_cli("run", str(tmp_path / "nope.yaml"))
     assert missing.returncode != 0 and "instructir init" in missing.stderr
 

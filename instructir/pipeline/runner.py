@@ -69,6 +69,17 @@ def read_state(folder: Path) -> dict[str, Any] | None:
         return None
 
 
+def missing_inputs(config: RunConfig) -> list[str]:
+    """The config's input paths that do not exist, as 'key: path' lines (checked before any stage runs)."""
+    paths = {"analyze.real": config.analyze.real}
+    if config.dataset.images != "samples":
+        paths["dataset.images"] = config.dataset.images
+    for index, spec in enumerate(config.dataset.paired):
+        paths[f"dataset.paired[{index}]"] = spec.partition(":")[2]
+    absent = {key: path for key, path in paths.items() if path and not Path(path).exists()}
+    return [f"{key}: no such file or folder {path!r}" for key, path in absent.items()]
+
+
 def run_pipeline(
     config: RunConfig,
     progress: bool = True,
@@ -76,6 +87,9 @@ def run_pipeline(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run every stage (or up to the last of ``only``), skipping finished ones; return the manifest."""
+    missing = missing_inputs(config)
+    if missing:
+        raise FileNotFoundError("the config names inputs that do not exist:\n  " + "\n  ".join(missing))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     if not progress:
