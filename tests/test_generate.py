@@ -76,7 +76,14 @@ def start_generation(url: str, out: Path) -> subprocess.Popen:
         env=cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=listen_to_ctrl_c,
     )
+
+
+def listen_to_ctrl_c() -> None:
+    """Undo an inherited SIG_IGN: a harness that runs the suite in the background ignores SIGINT, and a Python
+    child that starts with SIGINT ignored never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_successes(server: ChatServer, count: int, limit: float = 60) -> None:
@@ -88,7 +95,7 @@ def wait_for_successes(server: ChatServer, count: int, limit: float = 60) -> Non
 
 @pytest.mark.slow
 def test_sigkill_mid_run_then_the_same_command_resumes_without_repeating_calls(tmp_path):
-    with ChatServer(delay=0.2) as server:
+    with ChatServer(delay=0.05) as server:
         process = start_generation(server.url, tmp_path / "run")
         wait_for_successes(server, 10)
         process.send_signal(signal.SIGKILL)
@@ -112,8 +119,7 @@ def test_sigkill_mid_run_then_the_same_command_resumes_without_repeating_calls(t
 
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_keeps_what_was_done(tmp_path):
-    # Slow replies: the whole run must outlast a test process starved of CPU on a busy 2-core machine.
-    with ChatServer(delay=0.3) as server:
+    with ChatServer(delay=0.05) as server:
         process = start_generation(server.url, tmp_path)
         wait_for_successes(server, 10)
         process.send_signal(signal.SIGINT)
