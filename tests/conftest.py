@@ -8,9 +8,22 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from chat_server import ChatServer
 
+from instructir.model import InstructIR, TextHead, save_checkpoint
+from instructir.tasks import all_tasks
+
 REPO = Path(__file__).resolve().parents[1]
+TINY_MODEL = {"width": 8, "enc_blks": (1, 1), "middle_blk_num": 1, "dec_blks": (1, 1)}
+
+
+def save_tiny_checkpoint(path: Path, model: InstructIR | None = None) -> Path:
+    """Save ``model`` (default: a seeded random InstructIR of ``TINY_MODEL`` size) with a head for every task."""
+    if model is None:
+        torch.manual_seed(0)
+        model = InstructIR(**TINY_MODEL)
+    return save_checkpoint(path, model, TextHead(num_classes=len(all_tasks())))
 
 
 @pytest.fixture

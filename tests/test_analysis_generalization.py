@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, save_tiny_checkpoint
 
 from instructir.analysis import templates
 from instructir.analysis.ablation import diverse_subset, farthest_points, random_subset, task_quota
@@ -26,11 +26,9 @@ from instructir.analysis.routing import gate_vectors, icb_blocks, instruction_ve
 from instructir.datasets.build import BuildConfig, build_dataset
 from instructir.datasets.instructions import InstructionPool
 from instructir.datasets.sources import sample_images
-from instructir.model import InstructIR, TextHead, save_checkpoint
 from instructir.tasks import all_tasks, task_names
 
 FAST = HeadTraining(epochs=5, min_steps=150)
-TINY = {"width": 8, "enc_blks": (1, 1), "middle_blk_num": 1, "dec_blks": (1, 1)}
 REAL_FILE = REPO / "tests" / "data" / "real_requests.jsonl"
 # Our own small set of people-style requests, 5 per task, distinct from the registry seeds.
 FIXTURE = [
@@ -107,10 +105,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """A small InstructIR and an 8-class head with random weights, saved as our checkpoint format."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "final.safetensors"
-    save_checkpoint(path, InstructIR(**TINY).eval(), TextHead(num_classes=len(all_tasks())).eval())
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "final.safetensors")
 
 
 def clustered(count: int, rng: np.random.Generator, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

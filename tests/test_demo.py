@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, cli_env
+from conftest import REPO, cli_env, save_tiny_checkpoint
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -22,7 +22,6 @@ from instructir.cli import app
 from instructir.datasets.images import encode_png, load_image
 from instructir.datasets.sources import sample_images
 from instructir.demo import DemoError, build_demo, example_inputs, restore_request
-from instructir.model import InstructIR, TextHead, save_checkpoint
 from instructir.model.restore import Restorer
 from instructir.tasks import task_names
 
@@ -34,10 +33,7 @@ REQUEST = "Remove the noise from this photo."
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """A tiny random model and text head: restores nothing well, but runs every code path in a second."""
-    path = tmp_path_factory.mktemp("ckpt") / "final.safetensors"
-    model = InstructIR(width=8, enc_blks=(1, 1), middle_blk_num=1, dec_blks=(1, 1))
-    save_checkpoint(path, model, TextHead(num_classes=len(task_names())))
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "final.safetensors")
 
 
 @pytest.fixture(scope="module")

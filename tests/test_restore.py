@@ -10,28 +10,27 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import TINY_MODEL, run_cli, save_tiny_checkpoint
 from PIL import Image
 
 from instructir.datasets.build import BuildConfig, build_dataset
 from instructir.datasets.images import load_image
 from instructir.datasets.instructions import InstructionPool
 from instructir.datasets.sources import sample_images
-from instructir.model import InstructIR, TextHead, save_checkpoint
+from instructir.model import InstructIR, TextHead
 from instructir.model.evaluate import DEFAULT_INSTRUCTIONS, evaluate_dataset, evaluate_paired
 from instructir.model.metrics import psnr
 from instructir.model.restore import Restorer, auto_tile, restore_image, restore_paths, tile_starts
 from instructir.prompts.embed import DEFAULT_ENCODER
 from instructir.tasks import task_names
 
-TINY = {"width": 8, "enc_blks": (1, 1), "middle_blk_num": 1, "dec_blks": (1, 1)}
 REQUEST = "Remove the noise from this photo."
 
 
 def tiny_model(seed: int = 0) -> InstructIR:
     """A small InstructIR with random NAFBlock and ICB beta/gamma, so no block is the identity."""
     torch.manual_seed(seed)
-    model = InstructIR(**TINY)
+    model = InstructIR(**TINY_MODEL)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -48,9 +47,7 @@ def photo(height: int, width: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "final.safetensors"
-    save_checkpoint(path, tiny_model(), TextHead(num_classes=len(task_names())))
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "final.safetensors", tiny_model())
 
 
 @pytest.fixture(scope="module")
