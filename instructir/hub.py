@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from instructir.io import replace_folder
+
 # The kinds of artefact and the Hub repo type each goes to.
 REPO_TYPES = {"corpus": "dataset", "dataset": "dataset", "checkpoint": "model"}
 # The files of each kind that are uploaded; None means every file of the folder (hidden ones aside).
@@ -318,13 +320,7 @@ def _copy_atomically(folder: Path, files: list[str], card_text: str, target: Pat
         (staging / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(folder / relative, staging / relative)
     (staging / "README.md").write_text(card_text, encoding="utf-8")
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        target.rename(old)
-        staging.rename(target)
-        shutil.rmtree(old)
-    else:
-        staging.rename(target)
+    replace_folder(staging, target)
 
 
 def _upload(folder: Path, files: list[str], card_text: str, repo: str, repo_type: str, token: str | None) -> str:

@@ -156,19 +156,13 @@ def psnr_by_request(
     progress: bool = False,
 ) -> dict[str, Any]:
     """PSNR of a checkpoint's restorations per task and request condition on up to ``limit`` images per task."""
-    from datasets import load_from_disk
     from tqdm.auto import tqdm
 
+    from instructir.datasets.build import load_built
     from instructir.model.metrics import psnr
     from instructir.model.restore import Restorer
 
-    try:
-        splits = load_from_disk(str(data))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no dataset at {data}; build one with `instructir data build`") from None
-    if split not in splits:
-        raise ValueError(f"{data} has no {split!r} split; it has {', '.join(splits)}")
-    rows = splits[split]
+    rows = load_built(data, split)
     chosen = _first_per_task(list(rows["task"]), limit)
     restorer = Restorer.from_checkpoint(checkpoint, device="cpu")
     picks = pick_requests([rows[index]["task"] for index in chosen], corpus, real, seed)

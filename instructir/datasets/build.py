@@ -30,7 +30,7 @@ from instructir.datasets.instructions import InstructionPool
 from instructir.datasets.paired import PairRef
 from instructir.datasets.sources import ImageRef
 from instructir.datasets.synthesis import Sample, make_sample, restoration_tasks
-from instructir.io import write_json
+from instructir.io import replace_folder, write_json
 from instructir.tasks import Task, all_tasks, get_task, resolve_tasks, task_names
 
 SPLITS = ("train", "validation", "test")
@@ -79,6 +79,23 @@ class BuildResult:
     path: Path
     summary: dict[str, Any]
     rejects: list[dict[str, Any]]
+
+
+def load_built(data_dir: str | Path, split: str | None = None):
+    """A dataset written by ``build_dataset`` (arrow format): the DatasetDict, or one split of it.
+
+    Errors say what is missing and how to make it, so callers need no checks of their own."""
+    from datasets import load_from_disk
+
+    try:
+        splits = load_from_disk(str(data_dir))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no dataset at {data_dir}; build one with `instructir data build`") from None
+    if split is None:
+        return splits
+    if split not in splits:
+        raise ValueError(f"{data_dir} has no {split!r} split; it has {', '.join(splits)}")
+    return splits[split]
 
 
 def features():
@@ -168,7 +185,7 @@ def build_dataset(
             handle.write(json.dumps(reject, sort_keys=True) + "\n")
     write_json(summary, tmp / "summary.json")
     (tmp / "README.md").write_text(dataset_card(summary, config))
-    _replace(tmp, out)
+    replace_folder(tmp, out)
     return BuildResult(out, summary, rejects)
 
 
@@ -277,16 +294,6 @@ def _write_splits(rows: dict[str, list[dict[str, Any]]], folder: Path, config: B
     (folder / "data").mkdir()
     for split, dataset in parts.items():
         dataset.to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out)
 
 
 def _summary(rows, rejects, config: BuildConfig, images, pairs, seconds: float) -> dict[str, Any]:

@@ -74,16 +74,11 @@ def evaluate_dataset(
     the intent accuracy: predicted task == the row's task, counting only rows whose task the head can name (an
     official 7-class head is not judged on task ids 7 and up).
     """
-    from datasets import load_from_disk
     from tqdm.auto import tqdm
 
-    try:
-        splits = load_from_disk(str(data_dir))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no dataset at {data_dir}; build one with `instructir data build`") from None
-    if split not in splits:
-        raise ValueError(f"{data_dir} has no {split!r} split; it has {', '.join(splits)}")
-    rows = splits[split]
+    from instructir.datasets.build import load_built
+
+    rows = load_built(data_dir, split)
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows))))
     restorer.prepare(rows["instruction"])

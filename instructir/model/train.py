@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from instructir.datasets.build import load_built
 from instructir.datasets.images import ImageError, random_crop
 from instructir.datasets.instructions import InstructionPool
 from instructir.datasets.synthesis import make_sample, restoration_tasks
@@ -192,7 +193,6 @@ def latest_checkpoint(out: Path) -> Path | None:
 def train(config: TrainConfig, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
     """Run (or resume) training and return the final metrics; writes checkpoints and logs under ``config.out``."""
     from accelerate import Accelerator
-    from datasets import load_from_disk
 
     config.validate()
     out = Path(config.out)
@@ -204,13 +204,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     if config.batch % world:
         raise ValueError(f"--batch {config.batch} must be divisible by the number of processes ({world})")
     local_batch = config.batch // world
-    try:
-        splits = load_from_disk(config.data)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no dataset at {config.data}; build one with `instructir data build`") from None
-    if "train" not in splits:
-        raise ValueError(f"{config.data} has no train split (it has {', '.join(splits)})")
-    train_split = splits["train"]
+    train_split = load_built(config.data, "train")
     texts = list(train_split["instruction"])
     pool = InstructionPool.from_corpus(config.corpus) if config.on_the_fly else None
     if pool is not None:
