@@ -91,14 +91,12 @@ def run_command(
             settings = validate_config({**settings.model_dump(), "out": str(out)})
     except (ValueError, FileNotFoundError) as error:
         fail(str(error))
-    from instructir.pipeline.runner import missing_inputs
+    from instructir.pipeline.runner import MissingInputs
 
-    if missing := missing_inputs(settings):
-        fail("the config names inputs that do not exist:\n  " + "\n  ".join(missing))
     try:
-        manifest = run_pipeline(
-            settings, progress=progress and sys.stderr.isatty(), only=(until,) if until else (), log=console.print
-        )
+        manifest = run_pipeline(settings, progress=progress and sys.stderr.isatty(), until=until, log=console.print)
+    except MissingInputs as error:
+        fail(str(error))
     except KeyboardInterrupt:
         fail(f"interrupted; run the same command to resume from {settings.out}", 130)
     except Exception as error:

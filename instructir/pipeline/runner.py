@@ -69,6 +69,10 @@ def read_state(folder: Path) -> dict[str, Any] | None:
         return None
 
 
+class MissingInputs(FileNotFoundError):
+    """The config names input files or folders that do not exist; raised before any stage starts."""
+
+
 def missing_inputs(config: RunConfig) -> list[str]:
     """The config's input paths that do not exist, as 'key: path' lines (checked before any stage runs)."""
     paths = {"analyze.real": config.analyze.real}
@@ -83,13 +87,13 @@ def missing_inputs(config: RunConfig) -> list[str]:
 def run_pipeline(
     config: RunConfig,
     progress: bool = True,
-    only: tuple[str, ...] = (),
+    until: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run every stage (or up to the last of ``only``), skipping finished ones; return the manifest."""
+    """Run every stage (or up to ``until``), skipping finished ones; return the manifest."""
     missing = missing_inputs(config)
     if missing:
-        raise FileNotFoundError("the config names inputs that do not exist:\n  " + "\n  ".join(missing))
+        raise MissingInputs("the config names inputs that do not exist:\n  " + "\n  ".join(missing))
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     if not progress:
@@ -105,7 +109,7 @@ def run_pipeline(
     }
     fingerprints: dict[str, str] = {}
     outputs: Outputs = {}
-    for stage in STAGES[: STAGES.index(only[-1]) + 1] if only else STAGES:
+    for stage in STAGES[: STAGES.index(until) + 1] if until else STAGES:
         fingerprints[stage] = fingerprint(stage, config, fingerprints)
         record = _run_stage(stage, config, out / stage, fingerprints[stage], outputs, progress, log)
         outputs[stage] = record["outputs"]
@@ -138,7 +142,7 @@ def _run_stage(
     state = {"stage": stage, "fingerprint": print_, "status": "running", "started": _now()}
     write_json(state, folder / "stage.json")
     produced = STAGE_FUNCTIONS[stage](config, folder, outputs, progress)
-    seconds = round(time.perf_counter() - started + (state.get("seconds") or 0), 2)
+    seconds = round(time.perf_counter() - started, 2)
     state.update(status="done", finished=_now(), seconds=seconds, outputs=produced)
     write_json(state, folder / "stage.json")
     log(f"{stage}: done in {seconds:.1f} s")
