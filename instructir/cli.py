@@ -245,6 +245,10 @@ def filter_command(
     embeddings: Annotated[bool, typer.Option(help="Run the embedding stages (semantic dedup, labels).")] = True,
     seeds: Annotated[bool, typer.Option(help="Put the registry's seed requests first, as rows of the corpus.")] = True,
     embedding_cache: Annotated[Path | None, typer.Option(help="Embedding cache folder.")] = None,
+    embed_dtype: Annotated[
+        str,
+        typer.Option(help="Encoder precision: auto (bf16 where the CPU has it), bfloat16, float32, or int8 (ONNX)."),
+    ] = "auto",
 ) -> None:
     """Filter candidate requests: quality rules, exact, near and semantic duplicates, label consistency."""
     from instructir.prompts.candidates import read_many, write_filtered
@@ -264,13 +268,20 @@ def filter_command(
         fail(str(error))
     if seeds:
         rows = seed_rows(all_tasks()) + rows
-    embedder = Embedder(encoder, cache_dir=embedding_cache) if embeddings else None
-    with console.status("filtering"):
-        result = filter_candidates(rows, default_stages(config, embedder))
+    try:
+        embedder = Embedder(encoder, cache_dir=embedding_cache, dtype=embed_dtype) if embeddings else None
+    except ValueError as error:
+        fail(str(error))
+    try:
+        with console.status("filtering"):
+            result = filter_candidates(rows, default_stages(config, embedder))
+    except RuntimeError as error:
+        fail(str(error))
     summary = {
         "inputs": [str(path) for path in candidates],
         "config": config.__dict__,
         "encoder": encoder,
+        "encoder_dtype": embedder.dtype if embedder else None,
         **result.funnel,
     }
     paths = write_filtered(result.kept, result.rejects, summary, out)

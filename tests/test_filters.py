@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -228,3 +230,43 @@ def test_one_embedder_serves_many_threads_like_a_web_demo_does(embedder):
         parts = list(pool.map(lambda i: embedder.encode(texts[i : i + 3]), range(0, 12, 3)))
     np.testing.assert_array_equal(np.concatenate(parts)[:6], expected)
     assert np.concatenate(parts).shape == (12, embedder.dimension())
+
+
+def test_int8_encoder_stays_close_to_float32_exports_once_and_keeps_its_own_cache(tmp_path):
+    texts = [
+        "Please remove the grain from this photo of my grandmother's garden.",
+        "Get rid of the noise in this picture",
+        "It's way too dark, brighten it up",
+        "Could you make this night shot lighter?",
+        "The photo is blurry, sharpen it please",
+        "Undo the camera shake in this image",
+    ]
+    reference = Embedder(cache_dir=tmp_path, dtype="float32").encode(texts)
+    int8 = Embedder(cache_dir=tmp_path, dtype="int8")
+    vectors = int8.encode(texts)
+    assert int8.computed == len(texts), "int8 vectors must not be read from the float32 cache"
+    assert (vectors * reference).sum(axis=1).min() > 0.95
+    nearest = [np.argsort(-(found @ found.T), axis=1)[:, 1] for found in (vectors, reference)]
+    assert nearest[0].tolist() == nearest[1].tolist(), "int8 changed which request is each one's nearest"
+    [model] = tmp_path.glob("encoder-int8-*.onnx")
+    exported_at = model.stat().st_mtime_ns
+    again = Embedder(cache_dir=tmp_path, dtype="int8")
+    assert np.allclose(again.encode([f"{texts[0]} again"]), int8.encode([f"{texts[0]} again"]), atol=1e-6)
+    assert model.stat().st_mtime_ns == exported_at and len(list(tmp_path.glob("*.onnx"))) == 1
+
+
+def test_int8_refusals_say_what_to_do(tmp_path):
+    with pytest.raises(ValueError, match="CPU only"):
+        Embedder(cache_dir=tmp_path, dtype="int8", device="cuda")
+    script = (
+        "import sys; sys.modules['onnxruntime'] = None\n"
+        "from instructir.prompts.embed import Embedder\n"
+        f"Embedder(cache_dir={str(tmp_path)!r}, dtype='int8').encode(['brighten this'])\n"
+    )
+    missing = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and "pip install 'instructir[int8]'" in missing.stderr
+    source = tmp_path / "candidates.jsonl"
+    source.write_text(json.dumps({"text": "brighten this dark photo", "task": "lowlight"}) + "\n")
+    bad = run_cli("prompts", "filter", str(source), "--out", str(tmp_path / "out"), "--embed-dtype", "int16")
+    assert bad.returncode == 2 and "dtype must be one of auto, bfloat16, float32, int8" in bad.stderr
+    assert not (tmp_path / "out").exists()
