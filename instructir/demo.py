@@ -9,7 +9,9 @@ imported only when the app is built; it runs offline with analytics off.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
 
 # Longest side of the example photos written for the demo.
 EXAMPLE_SIDE = 320
+# How long a restored result stays on disk for its download button.
+RESULTS_KEPT_SECONDS = 3600.0
 
 
 class DemoError(ValueError):
@@ -67,12 +71,17 @@ def example_inputs(folder: str | Path, seed: int = 0) -> list[tuple[Path, str]]:
 
 
 def restore_request(
-    restorer: Restorer, image_path: str | Path | None, request: str | None, out: str | Path
+    restorer: Restorer,
+    image_path: str | Path | None,
+    request: str | None,
+    out: str | Path,
+    keep_seconds: float = RESULTS_KEPT_SECONDS,
 ) -> tuple[str, dict[str, float], str]:
     """Restore the image at ``image_path`` as ``request`` asks; returns (result PNG, {intent: confidence}, PNG).
 
-    The result is written under ``out`` as NAME-TASK.png in a folder of its own. Raises :class:`DemoError` with
-    a message for the user when there is no image, no request, or the file cannot be read.
+    The result is written under ``out`` as NAME-TASK.png in a folder of its own; results older than
+    ``keep_seconds`` are deleted first, so a long-running demo does not fill the disk. Raises :class:`DemoError`
+    with a message for the user when there is no image, no request, or the file cannot be read.
     """
     if image_path is None or not str(image_path).strip():
         raise DemoError("Upload an image or pick an example first.")
@@ -85,11 +94,24 @@ def restore_request(
         raise DemoError(f"Cannot read the image: {error}") from error
     task, confidence = restorer.intent(text)
     restored = restorer.restore(image, text)
+    prune_results(out, keep_seconds)
     folder = Path(out) / uuid.uuid4().hex
     folder.mkdir(parents=True)
     result = folder / f"{Path(image_path).stem}-{task}.png"
     _write(result, encode_png(restored))
     return str(result), {task: confidence}, str(result)
+
+
+def prune_results(out: str | Path, keep_seconds: float, now: float | None = None) -> int:
+    """Delete the result folders under ``out`` last written more than ``keep_seconds`` ago; returns how many."""
+    out = Path(out)
+    cutoff = (time.time() if now is None else now) - keep_seconds
+    removed = 0
+    for folder in out.iterdir() if out.is_dir() else []:
+        if folder.is_dir() and folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def build_demo(restorer: Restorer, examples: Sequence[tuple[str | Path, str]] = ()) -> gr.Blocks:
@@ -108,7 +130,8 @@ def build_demo(restorer: Restorer, examples: Sequence[tuple[str | Path, str]] = 
         except DemoError as error:
             raise gr.Error(str(error)) from None
 
-    with gr.Blocks(title="InstructIR demo", analytics_enabled=False) as demo:
+    cleanup = (int(RESULTS_KEPT_SECONDS), int(RESULTS_KEPT_SECONDS))  # Gradio's own copies of served files
+    with gr.Blocks(title="InstructIR demo", analytics_enabled=False, delete_cache=cleanup) as demo:
         gr.Markdown(
             "# InstructIR: restore a photo by asking\n"
             "Upload a photo or pick an example, say what is wrong with it in plain words, and press **Restore**."

@@ -60,6 +60,18 @@ def test_the_restore_callback_writes_a_png_of_the_input_size_and_reports_the_int
     assert (task, confidence) == restorer.intent(REQUEST)
 
 
+def test_old_results_are_deleted_when_a_new_one_is_written_and_recent_ones_stay(restorer, photo, tmp_path):
+    first, _, _ = restore_request(restorer, str(photo), REQUEST, tmp_path)
+    two_hours_ago = time.time() - 7200
+    os.utime(Path(first).parent, (two_hours_ago, two_hours_ago))
+    second, _, _ = restore_request(restorer, str(photo), REQUEST, tmp_path)
+    third, _, _ = restore_request(restorer, str(photo), REQUEST, tmp_path)
+    assert not Path(first).exists() and Path(second).is_file() and Path(third).is_file()
+    assert sorted(folder.name for folder in tmp_path.iterdir()) == sorted(
+        Path(path).parent.name for path in (second, third)
+    )
+
+
 def test_a_large_upload_goes_through_the_tiled_path(restorer, tmp_path):
     big = np.random.default_rng(0).random((1040, 1100, 3), dtype=np.float32)
     path = tmp_path / "big.png"
