@@ -602,28 +602,13 @@ def restore_command(
 
 def print_evaluation(result: dict[str, Any], title: str) -> None:
     """One row per task or group: count, PSNR and SSIM of the input and the restored images, intent accuracy."""
-    y = result["primary"] == "y"
-    suffix = "_y" if y else ""
-    table = Table(title=f"{title}: input -> restored, {'Y channel' if y else 'RGB'}")
-    for column in ("group", "images", "PSNR in", "PSNR out", "SSIM in", "SSIM out", "intent"):
-        table.add_column(column)
-    groups = result.get("tasks") or result.get("groups") or {}
-    for name, stats in [*groups.items(), ("overall", result["overall"])]:
-        accuracy = stats["intent_accuracy"]
-        table.add_row(
-            name,
-            str(stats["count"]),
-            _decimal(stats[f"input_psnr{suffix}"], 2),
-            _decimal(stats[f"psnr{suffix}"], 2),
-            _decimal(stats[f"input_ssim{suffix}"], 4),
-            _decimal(stats[f"ssim{suffix}"], 4),
-            "-" if accuracy is None else f"{accuracy:.1%}",
-        )
+    from instructir.model.evaluate import SUMMARY_COLUMNS, summary_table
+
+    channel = "Y channel" if result["primary"] == "y" else "RGB"
+    table = Table(*SUMMARY_COLUMNS, title=f"{title}: input -> restored, {channel}")
+    for row in summary_table(result):
+        table.add_row(*row)
     console.print(table)
-
-
-def _decimal(value: float | None, places: int) -> str:
-    return "-" if value is None else f"{value:.{places}f}"
 
 
 @app.command("eval")

@@ -18,7 +18,13 @@ from instructir.datasets.images import load_image
 from instructir.datasets.instructions import InstructionPool
 from instructir.datasets.sources import sample_images
 from instructir.model import InstructIR, TextHead
-from instructir.model.evaluate import DEFAULT_INSTRUCTIONS, evaluate_dataset, evaluate_paired
+from instructir.model.evaluate import (
+    DEFAULT_INSTRUCTIONS,
+    SUMMARY_COLUMNS,
+    evaluate_dataset,
+    evaluate_paired,
+    summary_table,
+)
 from instructir.model.metrics import psnr
 from instructir.model.restore import Restorer, auto_tile, restore_image, restore_paths, tile_starts
 from instructir.prompts.embed import DEFAULT_ENCODER
@@ -211,6 +217,9 @@ def test_evaluate_paired_crops_to_16_and_reports_y_for_rain(restorer, tmp_path):
     rainy = load_image(tmp_path / "rain" / "input" / "0.png")[:32, :48]
     first = next(sample for sample in result["samples"] if sample["id"].endswith("/0"))
     assert first["input_psnr_y"] == psnr(rainy, clean, test_y_channel=True)
+    table = summary_table(result)
+    assert [row[0] for row in table] == ["rain100l", "overall"] and len(table[0]) == len(SUMMARY_COLUMNS)
+    assert table[1][2:4] == [f"{result['overall'][key]:.2f}" for key in ("input_psnr_y", "psnr_y")]
     (tmp_path / "clean").mkdir()
     Image.fromarray((photo(48, 48) * 255).astype(np.uint8)).save(tmp_path / "clean" / "a.png")
     noisy = evaluate_paired(restorer, f"cbsd68:{tmp_path / 'clean'}", instruction="denoise it")

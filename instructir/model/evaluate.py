@@ -169,6 +169,31 @@ def evaluate_paired(
     }
 
 
+SUMMARY_COLUMNS = ("group", "images", "PSNR in", "PSNR out", "SSIM in", "SSIM out", "intent")
+
+
+def summary_table(result: dict[str, Any]) -> list[list[str]]:
+    """One row of formatted cells per task or group, then "overall", in the result's primary channel (SUMMARY_COLUMNS):
+    the one table the CLI prints and the pipeline writes as Markdown."""
+    suffix = "_y" if result["primary"] == "y" else ""
+    groups = result.get("tasks") or result.get("groups") or {}
+    rows = []
+    for name, stats in [*groups.items(), ("overall", result["overall"])]:
+        accuracy = stats["intent_accuracy"]
+        rows.append(
+            [
+                name,
+                str(stats["count"]),
+                _decimal(stats[f"input_psnr{suffix}"], 2),
+                _decimal(stats[f"psnr{suffix}"], 2),
+                _decimal(stats[f"input_ssim{suffix}"], 4),
+                _decimal(stats[f"ssim{suffix}"], 4),
+                "-" if accuracy is None else f"{accuracy:.1%}",
+            ]
+        )
+    return rows
+
+
 def jsonable(value: Any) -> Any:
     """``value`` with non-finite floats (an identical pair's infinite PSNR) as None, so the JSON is strict."""
     if isinstance(value, dict):
@@ -178,6 +203,10 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _decimal(value: float | None, places: int) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.{places}f}"
 
 
 def _rgb(image: Any) -> np.ndarray:

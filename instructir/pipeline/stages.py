@@ -201,25 +201,12 @@ def analyze(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) -
 
 
 def evaluation_table(result: dict[str, Any]) -> str:
-    """A Markdown table of per-task PSNR/SSIM, input (degraded) vs restored."""
-    header = "| task | samples | input PSNR | restored PSNR | input SSIM | restored SSIM | intent accuracy |"
-    lines = [header, "|---" * 7 + "|"]
-    for name, group in {**result["tasks"], "all": result["overall"]}.items():
-        cells = [
-            name,
-            str(group["count"]),
-            _number(group.get("input_psnr")),
-            _number(group.get("psnr")),
-            _number(group.get("input_ssim"), 4),
-            _number(group.get("ssim"), 4),
-            _number(group.get("intent_accuracy"), 3),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+    """The evaluation summary (input -> restored, per task) as a Markdown table."""
+    from instructir.model.evaluate import SUMMARY_COLUMNS, summary_table
+
+    lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "|---" * len(SUMMARY_COLUMNS) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in summary_table(result)]
     return "\n".join(lines) + "\n"
-
-
-def _number(value: Any, places: int = 2) -> str:
-    return "" if value is None else f"{value:.{places}f}"
 
 
 def _accelerate_command(config: Any, processes: int, resume: bool) -> list[str]:
