@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -11,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
+# Where results go: bench/results/, or $BENCH_RESULTS (bench/gpu_checks.sh points it at the device tool's $OUT).
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or REPO / "bench" / "results")
 
 
 def print_table(rows: list[dict[str, Any]], title: str) -> None:
@@ -26,7 +28,7 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
 
 
 def write_results(name: str, rows: list[dict[str, Any]], **context: Any) -> Path:
-    """Save rows and the machine they ran on to bench/results/NAME.json."""
+    """Save rows and the machine they ran on to RESULTS/NAME.json."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
     machine = {"python": platform.python_version(), "machine": platform.machine(), "cpus": _cpu_count()}
@@ -36,8 +38,6 @@ def write_results(name: str, rows: list[dict[str, Any]], **context: Any) -> Path
 
 
 def _cpu_count() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

@@ -12,7 +12,8 @@ channels_last, torch.compile; compile time counts inside the budget).
 Reference (official architecture, 200 s on an H200): noise 26.50 dB, blur 25.05 dB, low light 22.55 dB (RGB PSNR,
 mean over the 3 test photos). Target: at least 1 dB better on each task.
 
-Usage: python bench/gpu_check.py [--seconds 200] [--batch 32] [--patch 192] [--no-compile]
+Usage: python bench/gpu_check.py [--seconds 200] [--batch 33] [--patch 192] [--no-compile] [--prepare]
+(--prepare only fills the embedding cache, which bench/gpu_checks.sh carries to the GPU machine.)
 CPU smoke run: python bench/gpu_check.py --seconds 20 --batch 4 --patch 64 --width 8 --no-compile
 """
 
@@ -85,9 +86,10 @@ def crops(images: list[torch.Tensor], count: int, patch: int, generator: torch.G
 
 
 def request_vectors(device: str) -> dict[str, torch.Tensor]:
-    """Sentence embeddings of every corpus request of the three tasks."""
+    """Sentence embeddings of every corpus request of the three tasks, in float32 so that a cache filled on another
+    machine (bench/gpu_checks.sh prepare) serves them whatever the GPU machine's CPU can do."""
     pool = InstructionPool.from_corpus()
-    embedder = Embedder()
+    embedder = Embedder(dtype="float32")
     return {task: torch.from_numpy(embedder.encode(pool.by_task[task])).to(device) for task in TASKS}
 
 
@@ -169,8 +171,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=torch.cuda.is_available())
+    parser.add_argument("--prepare", action="store_true", help="only fill the embedding cache, then stop")
     args = parser.parse_args()
     vectors = request_vectors(args.device)
+    if args.prepare:
+        cache = Embedder(dtype="float32").cache_path
+        print(f"{sum(map(len, vectors.values()))} request embeddings cached in {cache}")
+        return
     model, head, steps, seconds = train(args, args.device, vectors)
     rows = evaluate(model, head, args.device, args.seed, vectors)
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
