@@ -3,7 +3,9 @@
 The loaded float32 torch transformer is exported to ONNX once, dynamically quantised (int8 weights per output
 channel, int8 activations scaled per batch) and kept beside the embedding caches, keyed by the model. On the
 project's 2-core AVX-512 VNNI machine it embeds 19-word requests 1.4x faster than bf16 torch, but cosines move by up
-to 0.04 (bench/bench_filter.py), enough to flip a pair near a dedup threshold: so it is opt-in (dtype "int8").
+to 0.04 (bench/bench_filter.py), enough to flip a pair near a dedup threshold, and since activations are scaled per
+batch, a text's vector also depends on the texts batched with it (cosine 0.965 at worst between two batchings). So
+it is opt-in (dtype "int8").
 """
 
 from __future__ import annotations
