@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=DEV / "filter_metrics.json")
     args = parser.parse_args()
     config = FilterConfig()
-    embedder = Embedder()
+    embedder = Embedder(dtype="float32")  # as corpus/build_corpus.py builds the shipped corpus
     report = {
         "config": config.__dict__,
         "pairs": evaluate_pairs(read_jsonl(DEV / "pairs.jsonl"), embedder, config),
