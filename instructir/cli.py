@@ -486,6 +486,9 @@ def train_command(
         False
     ),
     corpus: Annotated[str, typer.Option(help="Requests for --on-the-fly.")] = "instructir-requests",
+    encoder: Annotated[
+        str, typer.Option(help="Sentence encoder for the requests (path or id); the checkpoint records it.")
+    ] = "all-MiniLM-L6-v2",
     workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 0,
     compile: Annotated[bool, typer.Option(help="torch.compile the network.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its newest checkpoint.")] = False,
@@ -516,6 +519,7 @@ def train_command(
             dec_blks=_blocks(dec_blks),
             on_the_fly=on_the_fly,
             corpus=corpus,
+            encoder=encoder,
             workers=workers,
             compile=compile,
         )

@@ -185,3 +185,47 @@ def test_sigkill_in_every_stage_then_rerun_gives_the_uninterrupted_outputs(tmp_p
         partial = run_cli("run", str(changed), "--no-progress")
         ran = [line.split(":")[0] for line in partial.stdout.splitlines() if ": running ->" in line]
         assert ran == ["evaluate"], partial.stdout
+
+
+def test_the_accelerate_command_carries_every_training_setting(monkeypatch):
+    from typer.testing import CliRunner
+
+    from instructir.cli import app
+    from instructir.model import train as train_module
+    from instructir.model.train import TrainConfig
+    from instructir.pipeline.stages import accelerate_command
+
+    config = TrainConfig(
+        data="runs/x/dataset",
+        out="runs/x/model",
+        steps=7,
+        batch=6,
+        patch=48,
+        lr=3e-4,
+        warmup=3,
+        text_weight=0.2,
+        checkpoint_every=5,
+        log_every=2,
+        seed=9,
+        width=8,
+        enc_blks=(1, 2, 1, 1),
+        middle_blk_num=2,
+        dec_blks=(1, 1, 2, 1),
+        encoder="TaylorAI/bge-micro-v2",
+        on_the_fly=True,
+        corpus="requests.parquet",
+        workers=1,
+        compile=True,
+    )
+    command = accelerate_command(config, processes=2, resume=True)
+    assert command[:4] == [sys.executable, "-m", "accelerate.commands.launch", "--num_processes=2"]
+    seen = {}
+
+    def fake_train(config, resume, show_progress):
+        seen.update(config=config, resume=resume)
+        return {"steps": config.steps, "final": "final.safetensors", "log": "log.csv"}
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    result = CliRunner().invoke(app, command[command.index("train") :])
+    assert result.exit_code == 0, result.output
+    assert seen == {"config": config, "resume": True}

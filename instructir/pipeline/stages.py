@@ -139,7 +139,7 @@ def train(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) -> 
     if not resume and model_folder.exists():
         shutil.rmtree(model_folder)
     if settings.launcher == "accelerate":
-        subprocess.run(_accelerate_command(train_config, settings.num_processes, resume), check=True)
+        subprocess.run(accelerate_command(train_config, settings.num_processes, resume), check=True)
     else:
         train_model(train_config, resume=resume, show_progress=progress)
     return {"checkpoint": str(model_folder / "final.safetensors"), "log": str(model_folder / "log.csv")}
@@ -209,7 +209,8 @@ def evaluation_table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _accelerate_command(config: Any, processes: int, resume: bool) -> list[str]:
+def accelerate_command(config: Any, processes: int, resume: bool) -> list[str]:
+    """`accelerate launch ... instructir train` with every setting of ``config`` (a TrainConfig) as a flag."""
     options = {
         "data": config.data,
         "out": config.out,
@@ -220,12 +221,14 @@ def _accelerate_command(config: Any, processes: int, resume: bool) -> list[str]:
         "warmup": config.warmup,
         "text-weight": config.text_weight,
         "checkpoint-every": config.checkpoint_every,
+        "log-every": config.log_every,
         "seed": config.seed,
         "width": config.width,
         "enc-blks": ",".join(map(str, config.enc_blks)),
         "middle-blks": config.middle_blk_num,
         "dec-blks": ",".join(map(str, config.dec_blks)),
         "corpus": config.corpus,
+        "encoder": config.encoder,
         "workers": config.workers,
     }
     flags = [f"--{key}={value}" for key, value in options.items()]
