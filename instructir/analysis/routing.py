@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from instructir.analysis.clusters import normalise
 from instructir.analysis.labelled import LabelledTexts, embed_texts
 from instructir.analysis.report import Report
 from instructir.model.icb import ICB
@@ -64,13 +65,13 @@ def task_means(gates: np.ndarray, labels: np.ndarray, task_ids: list[int]) -> np
 
 def cosine_matrix(vectors: np.ndarray) -> np.ndarray:
     """Pairwise cosine similarity of the rows."""
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    unit = normalise(vectors)
     return unit @ unit.T
 
 
-def nearest_mean(gates: np.ndarray, means: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """Row index into ``means`` of the task mean each gate vector is nearest to by cosine, after centring both."""
-    return np.argmax(_unit(gates - centre) @ _unit(means - centre).T, axis=1)
+def nearest_mean(gates: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """Row index into ``means`` of the task mean each gate vector is nearest to; both are unit rows (cosine)."""
+    return np.argmax(gates @ means.T, axis=1)
 
 
 def routing_metrics(
@@ -122,14 +123,14 @@ def routing_metrics(
         for kind, layer in (("trained", weight), ("shuffled", shuffled(weight, rng))):
             gates, means = _centred_units(layer, bias, corpus_e, corpus.labels, real_e, task_ids)
             key = "nearest_own_mean" if kind == "trained" else "nearest_own_mean_shuffled"
-            metrics["blocks"][name][key] = _own_rate(nearest_mean(gates, means, 0.0), labels, task_ids)
+            metrics["blocks"][name][key] = _own_rate(nearest_mean(gates, means), labels, task_ids)
             joined[kind][0].append(gates)
             joined[kind][1].append(means)
     metrics["real"] = real.name
     metrics["real_requests"] = int(usable.sum())
     for kind, key in (("trained", "nearest_own_mean_all_blocks"), ("shuffled", "nearest_own_mean_shuffled_all")):
         gates, means = (np.hstack(parts) for parts in joined[kind])
-        metrics[key] = _own_rate(nearest_mean(gates, means, 0.0), labels, task_ids)
+        metrics[key] = _own_rate(nearest_mean(gates, means), labels, task_ids)
     metrics["chance"] = 1 / len(task_ids)
     return metrics, means_by_block
 
@@ -145,7 +146,7 @@ def _centred_units(
     """Real requests' gates and the corpus task means, centred on the mean of the task means, unit length."""
     means = task_means(gates_of(weight, bias, corpus_e), corpus_labels, task_ids)
     centre = means.mean(axis=0)
-    return _unit(gates_of(weight, bias, real_e) - centre), _unit(means - centre)
+    return normalise(gates_of(weight, bias, real_e) - centre), normalise(means - centre)
 
 
 def build_report(metrics: dict[str, Any], means: dict[str, np.ndarray], checkpoint: str) -> Report:
@@ -266,10 +267,6 @@ def nearest_figure(metrics: dict[str, Any]):
     axis.legend(loc="upper center", fontsize=8, ncols=3, bbox_to_anchor=(0.5, -0.3))
     fig.tight_layout()
     return fig
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
 
 
 def _own_rate(nearest: np.ndarray, labels: np.ndarray, task_ids: list[int]) -> float:
