@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from instructir.datasets.images import ImageError, encode_png, load_image, to_uint8
+from instructir.io import write_bytes
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -65,7 +66,7 @@ def example_inputs(folder: str | Path, seed: int = 0) -> list[tuple[Path, str]]:
             except ImageError:
                 continue
             sample = make_sample(clean, task, pool, np.random.default_rng([seed, index]), degradable)
-            _write(path, encode_png(sample.degraded))
+            write_bytes(encode_png(sample.degraded), path)
         examples.append((path, task.seeds[0]))
     return examples
 
@@ -98,7 +99,7 @@ def restore_request(
     folder = Path(out) / uuid.uuid4().hex
     folder.mkdir(parents=True)
     result = folder / f"{Path(image_path).stem}-{task}.png"
-    _write(result, encode_png(restored))
+    write_bytes(encode_png(restored), result)
     return str(result), {task: confidence}, str(result)
 
 
@@ -172,10 +173,3 @@ def _shrink(image: np.ndarray, side: int) -> np.ndarray:
     size = (max(16, round(width * scale)), max(16, round(height * scale)))
     pixels = Image.fromarray(to_uint8(image)).resize(size, Image.BOX)
     return np.asarray(pixels, dtype=np.float32) / 255.0
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Write ``data`` under a temporary name and rename, so readers never see half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)

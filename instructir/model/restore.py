@@ -11,9 +11,7 @@ float32 output and weight buffers, so memory is about the output size plus one b
 from __future__ import annotations
 
 import math
-import os
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +22,7 @@ import torch
 from instructir.datasets.images import ImageError, encode_png, load_image
 from instructir.datasets.sources import folder_images
 from instructir.hardware import best_cpu_dtype
+from instructir.io import write_bytes
 from instructir.model.checkpoint import load_checkpoint
 from instructir.model.instructir import InstructIR
 from instructir.model.text import TextEncoder, TextHead
@@ -318,7 +317,7 @@ def restore_paths(
             report |= {"reason": error.reason, "message": str(error)}
             continue
         restored = restorer.restore(image, instruction, tile=tile)
-        _write_atomic(target, encode_png(restored))
+        write_bytes(encode_png(restored), target)
         report |= {
             "output": str(target),
             "status": "written",
@@ -349,16 +348,3 @@ def _jobs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
     # Earlier outputs inside an input folder (-o photos/restored) are not inputs.
     inside = out.resolve()
     return [(source, target) for source, target in jobs if not source.resolve().is_relative_to(inside)]
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write under a unique hidden name (created with the usual permissions) and rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with temporary.open("xb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
