@@ -879,12 +879,19 @@ def diversity_command(
     except ValueError as error:
         fail(str(error))
     table = Table("metric", *metrics["corpora"])
-    for key, label in (("rows", "requests"), ("distinct_1", "distinct-1"), ("distinct_2", "distinct-2")):
-        table.add_row(label, *(_number(metrics["overall"][name][key]) for name in metrics["corpora"]))
-    for key, label in (("distinct_3", "distinct-3"), ("vocabulary", "vocabulary"), ("vendi", "Vendi score")):
-        table.add_row(label, *(_number(metrics["overall"][name][key]) for name in metrics["corpora"]))
-    table.add_row("mean words", *(_number(metrics["overall"][n]["length_words"]["mean"]) for n in metrics["corpora"]))
-    table.add_row("mean NN cosine", *(_number(metrics["overall"][n]["mean_nn_cosine"]) for n in metrics["corpora"]))
+    overall = [metrics["overall"][name] for name in metrics["corpora"]]
+    keys = {
+        "requests": "rows",
+        "distinct-1": "distinct_1",
+        "distinct-2": "distinct_2",
+        "distinct-3": "distinct_3",
+        "vocabulary": "vocabulary",
+        "Vendi score": "vendi",
+    }
+    for label, key in keys.items():
+        table.add_row(label, *(_number(entry[key]) for entry in overall))
+    table.add_row("mean words", *(_number(entry["length_words"]["mean"]) for entry in overall))
+    table.add_row("mean NN cosine", *(_number(entry["mean_nn_cosine"]) for entry in overall))
     console.print(table)
     if "pair" in metrics:
         console.print(f"domain AUC {metrics['pair']['domain_auc']:.3f}, MAUVE {metrics['pair']['mauve']:.3f}")
