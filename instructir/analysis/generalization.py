@@ -159,6 +159,7 @@ def psnr_by_request(
     from tqdm.auto import tqdm
 
     from instructir.datasets.build import load_built
+    from instructir.datasets.images import rgb_array
     from instructir.model.metrics import psnr
     from instructir.model.restore import Restorer
 
@@ -170,7 +171,7 @@ def psnr_by_request(
     samples = []
     for index, pick in tqdm(list(zip(chosen, picks, strict=True)), desc="restoring", disable=not progress):
         row = rows[index]
-        clean, degraded = _rgb(row["clean"]), _rgb(row["degraded"])
+        clean, degraded = rgb_array(row["clean"]), rgb_array(row["degraded"])
         sample = {"task": get_task(row["task"]).name, "input": psnr(degraded, clean)}
         for condition, text in pick.items():
             sample[condition] = None if text is None else psnr(restorer.restore(degraded, text), clean)
@@ -337,10 +338,6 @@ def _first_per_task(tasks: list[str], limit: int) -> list[int]:
             taken[task] = taken.get(task, 0) + 1
             chosen.append(index)
     return chosen
-
-
-def _rgb(image: Any) -> np.ndarray:
-    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
 
 
 def _psnr_means(samples: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

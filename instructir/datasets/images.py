@@ -73,6 +73,11 @@ def load_image(source: str | Path | bytes, max_pixels: int = 100_000_000) -> np.
             return _to_rgb(_oriented(image), label)
 
 
+def rgb_array(image: Image.Image) -> np.ndarray:
+    """A decoded 8-bit image (a dataset row's PNG) as float32 RGB in [0, 1]."""
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """Quantise a [0, 1] float image to uint8 by rounding to the nearest level, so float -> uint8 -> float is exact."""
     array = np.asarray(image)
@@ -253,7 +258,7 @@ def _to_rgb(image: Image.Image, label: str) -> np.ndarray:
     if mode in _ALPHA_MODES or (mode == "P" and "transparency" in image.info):
         return _composite(np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0)
     if mode in (*_TO_RGB_MODES, "P"):
-        return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+        return rgb_array(image)
     try:
         converted = image.convert("RGB")
     except Exception as error:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from instructir.datasets.images import crop_to_multiple, random_crop
+from instructir.datasets.images import crop_to_multiple, random_crop, rgb_array
 from instructir.datasets.instructions import InstructionPool
 from instructir.datasets.sources import ImageRef
 from instructir.datasets.synthesis import Sample, make_sample, restoration_tasks
@@ -102,7 +102,7 @@ def train_transform(pool: InstructionPool, seed: int = 0, epoch: int = 0, patch:
         out: dict[str, list] = {"id": [], "task": [], "instruction": [], "clean": [], "degraded": [], "params": []}
         for row_id, task_id, clean in zip(batch["id"], batch["task"], batch["clean"], strict=True):
             rng = epoch_rng(seed, epoch, zlib.crc32(row_id.encode()))
-            image = np.asarray(clean.convert("RGB"), dtype=np.float32) / 255.0
+            image = rgb_array(clean)
             crop = random_crop(image, patch, rng) if patch and min(image.shape[:2]) >= patch else image
             mixture = int(rng.integers(2, 4)) if mixtures and rng.random() < mixtures else 1
             sample = make_sample(crop, get_task(task_id), pool, rng, degradable, mixture)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from instructir.datasets.images import crop_to_multiple
+from instructir.datasets.images import crop_to_multiple, rgb_array
 from instructir.datasets.paired import import_paired
 from instructir.model.metrics import psnr, ssim
 from instructir.model.restore import Restorer
@@ -84,7 +84,7 @@ def evaluate_dataset(
     restorer.prepare(rows["instruction"])
     samples = []
     for row in tqdm(rows, desc="evaluating", unit="image", disable=not show_progress):
-        clean, degraded = _rgb(row["clean"]), _rgb(row["degraded"])
+        clean, degraded = rgb_array(row["clean"]), rgb_array(row["degraded"])
         task = get_task(row["task"])
         predicted, confidence = restorer.intent(row["instruction"])
         restored = restorer.restore(degraded, row["instruction"])
@@ -207,10 +207,6 @@ def jsonable(value: Any) -> Any:
 
 def _decimal(value: float | None, places: int) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.{places}f}"
-
-
-def _rgb(image: Any) -> np.ndarray:
-    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
 
 
 def _pair_metrics(restored: np.ndarray, degraded: np.ndarray, clean: np.ndarray, crop_border: int) -> dict[str, float]:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from instructir.datasets.build import load_built
-from instructir.datasets.images import ImageError, random_crop
+from instructir.datasets.images import ImageError, random_crop, rgb_array
 from instructir.datasets.instructions import InstructionPool
 from instructir.datasets.synthesis import make_sample, restoration_tasks
 from instructir.model.checkpoint import load_checkpoint, save_checkpoint
@@ -142,14 +142,14 @@ class PairStream(Dataset):
         epoch, row_index = self.position(k)
         row = self.split[row_index]
         rng = np.random.default_rng([self.config.seed, epoch, row_index])
-        clean = np.asarray(row["clean"].convert("RGB"), dtype=np.float32) / 255.0
+        clean = rgb_array(row["clean"])
         task = get_task(row["task"])
         if self.pool is not None:
             crop = _crop(clean, self.config.patch, rng)
             sample = make_sample(crop, task, self.pool, rng, self.degradable)
             clean, degraded, instruction = sample.clean, sample.degraded, sample.instruction
         else:
-            degraded = np.asarray(row["degraded"].convert("RGB"), dtype=np.float32) / 255.0
+            degraded = rgb_array(row["degraded"])
             both = _crop(np.concatenate([clean, degraded], axis=2), self.config.patch, rng)
             clean, degraded, instruction = both[..., :3], both[..., 3:], row["instruction"]
         if rng.random() < 0.5:
