@@ -21,18 +21,20 @@ Targets (the filtering issue's acceptance criteria), one table row each:
    dropped after a? ROUGE-L: F-measure > 0.7. Cascade: its dedup stages (exact, near, semantic) on the two rows
    [a, b], alone and combined. Recall on duplicate + near_duplicate pairs, false-positive rate on distinct pairs.
    Target: combined cascade recall >= ROUGE-L recall. Skipped with a message when the file has < 50 pairs.
-5. Embedder throughput with the default encoder on a cold cache: >= 700 sentences/s (model load shown apart);
-   re-encoding the same texts computes nothing. `--only embedding` runs this section alone on three text sets
-   (the benchmark candidates, the shipped corpus, short template requests), each with the default precision, the
-   opt-in int8 encoder, REFERENCE.md's set-up (sentence-transformers encode, fp32) and the bf16 ceiling: the rate
-   the encoder's linear layers alone allow at this machine's measured bf16 GEMM speed.
+5. Embedder throughput with the default encoder on a cold cache: >= 700 sentences/s (model load shown apart,
+   median of three runs); re-encoding the same texts computes nothing. Four text sets: requests the generator
+   wrote (corpus/runs, 11 words on average: what the semantic stage embeds), the shipped corpus, short template
+   requests, and the benchmark candidates of row 3 (a stress set: their word-bank rows average 23 words, twice
+   the generator's, and time grows with tokens). `--only embedding` runs this section alone and adds, per set,
+   the opt-in int8 encoder, REFERENCE.md's set-up (sentence-transformers encode, fp32) and the bf16 ceiling: the
+   rate the encoder's linear layers alone allow at this machine's measured bf16 GEMM speed.
 
 Candidates: the registry's seed requests first (as the CLI does), then generated candidates from
 corpus/runs/seed-*/candidates.parquet and runs/quick/candidates.parquet (at most 20% of the rows), then rows
 built by a seeded numpy Generator: fresh word-bank combinations (most rows), copies of earlier rows with
 case/punctuation changes (10%) and near-duplicates with a word dropped and/or two words swapped (10%).
 The machine may be shared, so timings are noisy. The baseline needs `pip install rouge-score` (not a project
-dependency). The default sizes take about 30 minutes on 2 cores and about 12 GiB of memory at the peak (row 2).
+dependency). The default sizes take about 40 minutes on 2 cores and about 12 GiB of memory at the peak (row 2).
 
     python bench/bench_filter.py [--rows-nofilter 100000] [--rows-million 1000000] [--rows-baseline 10000]
         [--rows-embed 10000] [--pairs corpus/dev/pairs.jsonl] [--baseline-budget 1200]
@@ -72,6 +74,8 @@ from instructir.tasks import all_tasks
 ROUGE_THRESHOLD = 0.7
 EXACT_SHARE = 0.10
 NEAR_SHARE = 0.10
+ANCHOR_RATE = 770.0  # REFERENCE.md section 7: the reference set-up on short prompts, this machine
+TARGET_RATE = 700.0
 REAL_SHARE = 0.20
 KINDS = ("seed", "generated", "word_bank", "exact_copy", "near_copy")
 SEED, GENERATED, WORD_BANK, EXACT_COPY, NEAR_COPY = range(len(KINDS))
@@ -607,36 +611,38 @@ def by_kind(pairs: list[Row], methods: dict[str, list[bool]]) -> dict[str, dict[
     return table
 
 
-def measure_embedding(
-    texts: list[str], cache_dir: Path, label: str = "benchmark candidates", dtype: str = "auto"
-) -> list[Row]:
-    """Criterion 5: cold-cache sentences/s of the default encoder, and a re-encode that computes nothing.
+def measure_embedding(texts: list[str], cache_dir: Path, label: str, dtype: str = "auto", rounds: int = 3) -> list[Row]:
+    """Criterion 5: cold-cache sentences/s of the default encoder (median of ``rounds`` runs, each on a fresh cache,
+    since timings here move by +-5% from run to run), and a re-encode that computes nothing.
 
     Model load (and for int8 the one-off ONNX export) and a 256-sentence warm-up (one-off kernel set-up) are timed
-    apart from the cold run."""
-    embedder = Embedder(cache_dir=cache_dir, dtype=dtype)
-    _, load_seconds = seconds_of(
-        lambda: embedder.encode([f"warm-up {i}: {text}" for i, text in enumerate(texts[:256])])
-    )
-    computed = embedder.computed
-    _, cold_seconds = seconds_of(lambda: embedder.encode(texts))
-    computed_cold = embedder.computed - computed
-    _, warm_seconds = seconds_of(lambda: embedder.encode(texts))
-    embedder.close()
-    rate = computed_cold / cold_seconds
-    recomputed = embedder.computed - computed - computed_cold
+    apart from the cold runs."""
+    rates, load_seconds = [], []
+    for round_number in range(rounds):
+        embedder = Embedder(cache_dir=cache_dir / f"round-{round_number}", dtype=dtype)
+        warm_up = [f"warm-up {i}: {text}" for i, text in enumerate(texts[:256])]
+        load_seconds.append(seconds_of(partial(embedder.encode, warm_up))[1])
+        computed = embedder.computed
+        _, cold_seconds = seconds_of(partial(embedder.encode, texts))
+        computed_cold = embedder.computed - computed
+        rates.append(computed_cold / cold_seconds)
+        _, warm_seconds = seconds_of(partial(embedder.encode, texts))
+        recomputed = embedder.computed - computed - computed_cold
+        embedder.close()
+    rate = float(np.median(rates))
     words = sum(len(text.split()) for text in texts) / max(len(texts), 1)
-    return [
+    spread = f"{min(rates):.0f}-{max(rates):.0f}" if rounds > 1 else f"{rate:.0f}"
+    rows = [
         result_row(
             f"Embedder cold cache, {embedder.dtype}, {label} ({words:.1f} words)",
-            computed_cold,
-            cold_seconds,
-            f"{rate:.0f} sentences/s (load + warm-up {load_seconds:.1f}s apart)",
+            len(texts),
+            len(texts) / rate,
+            f"median {rate:.0f} sentences/s of {rounds} runs ({spread}; load + warm-up {max(load_seconds):.1f}s apart)",
             ">= 700/s",
             verdict(rate >= 700),
         ),
         result_row(
-            "Embedder re-encode, same texts",
+            "Embedder re-encode, same texts (last run)",
             len(texts),
             warm_seconds,
             f"computed {recomputed} new embeddings",
@@ -644,9 +650,10 @@ def measure_embedding(
             verdict(recomputed == 0),
         ),
     ]
+    return rows, rate
 
 
-def measure_reference_encode(texts: list[str], label: str) -> Row:
+def measure_reference_encode(texts: list[str], label: str) -> tuple[Row, float]:
     """REFERENCE.md's anchor set-up on the same texts: SentenceTransformer.encode, float32, batch 256 (~770/s there
     on short prompts), so our rate can be read as a ratio measured in the same run."""
     from sentence_transformers import SentenceTransformer
@@ -656,12 +663,42 @@ def measure_reference_encode(texts: list[str], label: str) -> Row:
     model = SentenceTransformer(resolve_encoder("all-MiniLM-L6-v2"), device="cpu")
     model.encode(texts[:256], batch_size=256)
     _, seconds = seconds_of(lambda: model.encode(texts, batch_size=256))
-    return result_row(
-        f"reference set-up (ST encode, fp32, batch 256), {label}",
-        len(texts),
-        seconds,
-        f"{len(texts) / seconds:.0f} sentences/s",
+    rate = len(texts) / seconds
+    row = result_row(
+        f"reference set-up (ST encode, fp32, batch 256), {label}", len(texts), seconds, f"{rate:.0f} sentences/s"
     )
+    return row, rate
+
+
+def anchor_ratio(rate: float, reference_rate: float, label: str, count: int) -> Row:
+    """The 700/s target as a ratio to a baseline run on the same texts in the same run (how the project reads speed
+    targets on these noisy machines): REFERENCE.md measured the reference set-up at 770/s here, so 700/s is 0.91x
+    it."""
+    ratio, needed = rate / reference_rate, TARGET_RATE / ANCHOR_RATE
+    return result_row(
+        f"default / reference set-up, same run, {label}",
+        count,
+        None,
+        f"{ratio:.2f}x (the target is {TARGET_RATE:.0f}/{ANCHOR_RATE:.0f} = {needed:.2f}x)",
+        f">= {needed:.2f}x",
+        verdict(ratio >= needed),
+    )
+
+
+def measure_embedding_section(sets: dict[str, list[str]], scratch: Path, extended: bool) -> list[Row]:
+    """Criterion 5 on each text set: the default precision, the reference set-up and their ratio; ``extended``
+    adds the opt-in int8 encoder and the bf16 ceiling."""
+    rows: list[Row] = []
+    for number, (label, texts) in enumerate(sets.items()):
+        default_rows, rate = measure_embedding(texts, scratch / f"embed-{number}", label)
+        rows += default_rows
+        if extended:
+            rows += measure_embedding(texts, scratch / f"int8-{number}", label, dtype="int8")[0][:1]
+        reference_row, reference_rate = measure_reference_encode(texts, label)
+        rows += [reference_row, anchor_ratio(rate, reference_rate, label, len(texts))]
+        if extended:
+            rows.append(bf16_ceiling(texts, label))
+    return rows
 
 
 def bf16_ceiling(texts: list[str], label: str, batch_size: int = 128) -> Row:
@@ -707,6 +744,25 @@ def bf16_ceiling(texts: list[str], label: str, batch_size: int = 128) -> Row:
     )
 
 
+def generated_requests(count: int, seed: int) -> list[str]:
+    """``count`` distinct requests the generator wrote (corpus/runs, committed), shuffled: the texts the cascade's
+    semantic stage really embeds (11 words on average; the benchmark candidates' word-bank rows average 23)."""
+    paths = sorted((REPO / "corpus" / "runs").glob("seed-*/candidates.parquet"))
+    texts = list(dict.fromkeys(text for path in paths for text in pq.read_table(path).column("text").to_pylist()))
+    order = np.random.default_rng(seed).permutation(len(texts))
+    return [texts[i] for i in order[:count] if texts[i]]
+
+
+def embedding_sets(candidates: Candidates, count: int, seed: int) -> dict[str, list[str]]:
+    """The text sets the throughput is measured on, most representative first."""
+    return {
+        "generated requests": generated_requests(count, seed),
+        "shipped corpus requests": [row["text"] for row in load_corpus().to_pylist()][:count],
+        "short template requests": short_requests(count, seed),
+        "benchmark candidates": list(dict.fromkeys(row["text"] for row in candidates.rows))[:count],
+    }
+
+
 def short_requests(count: int, seed: int) -> list[str]:
     """Distinct short requests like REFERENCE.md's anchor: InstructIR-style templates, numbered to stay distinct."""
     from instructir.analysis.templates import template_requests
@@ -726,21 +782,15 @@ def main() -> None:
     parser.add_argument("--baseline-budget", type=float, default=1200.0, help="longest full ROUGE-L run, seconds")
     parser.add_argument("--baseline-prefix-seconds", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", choices=["embedding"], help="run one section alone (the others take ~30 min)")
+    parser.add_argument(
+        "--only", choices=["embedding"], help="run one section alone (~15 min; all sections take ~40 min)"
+    )
     args = parser.parse_args()
     if args.only == "embedding":
         with tempfile.TemporaryDirectory() as scratch:
             candidates = make_candidates(args.rows_embed, args.seed + 2)
-            texts = list(dict.fromkeys(row["text"] for row in candidates.rows))[: args.rows_embed]
-            shipped = [row["text"] for row in load_corpus().to_pylist()][: args.rows_embed]
-            short = short_requests(args.rows_embed, args.seed)
-            sets = {"benchmark candidates": texts, "shipped corpus requests": shipped, "short template requests": short}
-            rows = []
-            for number, (label, chosen) in enumerate(sets.items()):
-                rows += measure_embedding(chosen, Path(scratch) / f"embed-{number}", label)
-                rows += measure_embedding(chosen, Path(scratch) / f"embed-{number}", label, dtype="int8")[:1]
-                rows.append(measure_reference_encode(chosen, label))
-                rows.append(bf16_ceiling(chosen, label))
+            sets = embedding_sets(candidates, args.rows_embed, args.seed)
+            rows = measure_embedding_section(sets, Path(scratch), extended=True)
         print_table(rows, "5. Embedder throughput")
         write_results("filter-embedding", rows, seed=args.seed, load_average_at_start=round(os.getloadavg()[0], 2))
         return
@@ -766,8 +816,8 @@ def main() -> None:
         rows += recall
         print_table(recall, "4. recall on labelled pairs")
         embedder.close()
-        texts = list(dict.fromkeys(row["text"] for row in candidates.rows))[: args.rows_embed]
-        embedding = measure_embedding(texts, Path(scratch) / "embed")
+        sets = embedding_sets(candidates, args.rows_embed, args.seed)
+        embedding = measure_embedding_section(sets, Path(scratch), extended=False)
         rows += embedding
         print_table(embedding, "5. Embedder throughput")
     print_table(rows, "filtering cascade benchmark")
