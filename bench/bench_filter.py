@@ -611,7 +611,9 @@ def by_kind(pairs: list[Row], methods: dict[str, list[bool]]) -> dict[str, dict[
     return table
 
 
-def measure_embedding(texts: list[str], cache_dir: Path, label: str, dtype: str = "auto", rounds: int = 3) -> list[Row]:
+def measure_embedding(
+    texts: list[str], cache_dir: Path, label: str, dtype: str = "auto", rounds: int = 3
+) -> tuple[list[Row], float]:
     """Criterion 5: cold-cache sentences/s of the default encoder (median of ``rounds`` runs, each on a fresh cache,
     since timings here move by +-5% from run to run), and a re-encode that computes nothing.
 
