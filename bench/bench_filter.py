@@ -33,8 +33,9 @@ Candidates: the registry's seed requests first (as the CLI does), then generated
 corpus/runs/seed-*/candidates.parquet and runs/quick/candidates.parquet (at most 20% of the rows), then rows
 built by a seeded numpy Generator: fresh word-bank combinations (most rows), copies of earlier rows with
 case/punctuation changes (10%) and near-duplicates with a word dropped and/or two words swapped (10%).
-The machine may be shared, so timings are noisy. The baseline needs `pip install rouge-score` (not a project
-dependency). The default sizes take about 40 minutes on 2 cores and about 12 GiB of memory at the peak (row 2).
+The machine may be shared, so timings are noisy. The baseline needs rouge-score and `--only embedding` the int8
+encoder's ONNX Runtime: `pip install -e '.[bench]'` (the script checks both before it starts). The default sizes
+take about 40 minutes on 2 cores and about 12 GiB of memory at the peak (row 2).
 
     python bench/bench_filter.py [--rows-nofilter 100000] [--rows-million 1000000] [--rows-baseline 10000]
         [--rows-embed 10000] [--pairs corpus/dev/pairs.jsonl] [--baseline-budget 1200]
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -773,6 +775,15 @@ def short_requests(count: int, seed: int) -> list[str]:
     return [f"{templates[i % len(templates)]} {i // len(templates) + 1}" for i in range(count)]
 
 
+def require_packages(modules: list[str]) -> None:
+    """Stop before any work when a package a section needs is missing, rather than after minutes of timing."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SystemExit(
+            f"bench_filter needs {', '.join(missing)}, which is not installed: run pip install -e '.[bench]'"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows-nofilter", type=int, default=100_000)
@@ -788,6 +799,7 @@ def main() -> None:
         "--only", choices=["embedding"], help="run one section alone (~15 min; all sections take ~40 min)"
     )
     args = parser.parse_args()
+    require_packages(["onnxruntime"] if args.only == "embedding" else ["rouge_score"])
     if args.only == "embedding":
         with tempfile.TemporaryDirectory() as scratch:
             candidates = make_candidates(args.rows_embed, args.seed + 2)
