@@ -15,7 +15,7 @@ from instructir.prompts.candidates import read_candidates
 from instructir.prompts.embed import Embedder
 from instructir.prompts.filters.cascade import FilterConfig, default_stages, filter_candidates, seed_rows
 from instructir.prompts.filters.exact import ExactDedup
-from instructir.prompts.filters.label_consistency import LabelConsistency
+from instructir.prompts.filters.label_consistency import LabelConsistency, text_folds
 from instructir.prompts.filters.near_duplicates import NearDuplicates, jaccard, shingles
 from instructir.prompts.filters.quality import QualityRules
 from instructir.prompts.filters.semantic import SemanticDedup, greedy_dedup
@@ -122,6 +122,36 @@ def test_label_consistency_flags_a_request_that_asks_for_another_task(embedder):
     result = LabelConsistency(embedder, margin=0.3, folds=4).run(data)
     dropped = {r["id"]: r["predicted_task"] for r in result.dropped}
     assert dropped == {"r2": "lowlight"}
+
+
+def test_label_verdicts_do_not_depend_on_row_order_or_on_unrelated_rows(embedder):
+    data = rows(
+        *[
+            ("denoise", f"{verb} the {noun} in my {shot}")
+            for verb in ("remove", "clean up", "reduce")
+            for noun in ("grain", "noise", "speckles")
+            for shot in ("night shot", "concert photo")
+        ],
+        *[
+            ("lowlight", f"{verb} this {shot}, it is too dark")
+            for verb in ("brighten", "lighten", "lift")
+            for shot in ("picture", "photo", "night shot")
+        ],
+        ("denoise", "It is so dark I can barely see anyone, please brighten the whole picture"),
+        ("lowlight", "the image is very grainy, remove the noise please"),
+    )
+    stage = LabelConsistency(embedder, margin=0.2, folds=5)
+
+    def verdicts(subset: list[dict]) -> dict[str, float]:
+        result = stage.run(subset)
+        return {r["id"]: r.get("own_probability") for r in result.dropped} | {r["id"]: None for r in result.kept}
+
+    forward = verdicts(data)
+    assert {"r27", "r28"} <= {key for key, value in forward.items() if value is not None}
+    assert verdicts(data[::-1]) == forward
+    assert (
+        text_folds([r["text"] for r in data[1:]], 5).tolist() == text_folds([r["text"] for r in data], 5)[1:].tolist()
+    )
 
 
 def test_cascade_funnel_counts_add_up(embedder):

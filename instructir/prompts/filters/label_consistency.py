@@ -3,18 +3,32 @@
 An out-of-fold logistic-regression probe on sentence embeddings, trained on the registry's seed requests
 (always in training, weighted up because they are clean) and on the other folds of the candidates, predicts each
 row's task. A row is dropped when the probe prefers another task by at least ``margin`` in probability; the
-predicted task is recorded.
+predicted task is recorded. A row's fold comes from a hash of its normalised text, so a verdict does not depend on
+the order of the rows, and removing some rows does not reshuffle the folds of all the others.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from instructir.prompts.embed import Embedder
 from instructir.prompts.filters.stage import Row, StageResult
+from instructir.prompts.rules import normalise
 from instructir.tasks import all_tasks, get_task
+
+
+def text_folds(texts: list[str], folds: int, seed: int = 0) -> np.ndarray:
+    """Each text's fold in [0, folds): a keyed hash of its normalised form, independent of position."""
+    key = str(seed).encode()
+    return np.array(
+        [
+            int.from_bytes(hashlib.blake2b(normalise(text).encode(), key=key, digest_size=8).digest(), "big") % folds
+            for text in texts
+        ]
+    )
 
 
 def out_of_fold_probabilities(
@@ -23,17 +37,17 @@ def out_of_fold_probabilities(
     anchor_vectors: np.ndarray,
     anchor_labels: np.ndarray,
     classes: np.ndarray,
-    folds: int = 5,
+    fold_ids: np.ndarray,
     anchor_weight: float = 5.0,
-    seed: int = 0,
 ) -> np.ndarray:
-    """Each row's class probabilities from a probe that never saw that row; anchors are always in training."""
+    """Each row's class probabilities from a probe that never saw that row's fold; anchors are always in
+    training, so a fold with no other rows to learn from still gets a probe."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import KFold
 
     probabilities = np.zeros((len(vectors), len(classes)), dtype=np.float64)
-    splits = KFold(n_splits=min(folds, len(vectors)), shuffle=True, random_state=seed).split(vectors)
-    for train, test in splits:
+    for fold in np.unique(fold_ids):
+        test = np.flatnonzero(fold_ids == fold)
+        train = np.flatnonzero(fold_ids != fold)
         features = np.concatenate([vectors[train], anchor_vectors])
         targets = np.concatenate([labels[train], anchor_labels])
         weights = np.concatenate([np.ones(len(train)), np.full(len(anchor_labels), anchor_weight)])
@@ -62,7 +76,8 @@ class LabelConsistency:
             return result
         labels = np.array([get_task(row["task"]).id for row in rows])
         anchors = [(seed, task.id) for task in all_tasks() for seed in task.seeds]
-        vectors = self.embedder.encode([row["text"] for row in rows])
+        texts = [row["text"] for row in rows]
+        vectors = self.embedder.encode(texts)
         anchor_vectors = self.embedder.encode([text for text, _ in anchors])
         classes = np.array(sorted({task.id for task in all_tasks()}))
         probabilities = out_of_fold_probabilities(
@@ -71,9 +86,8 @@ class LabelConsistency:
             anchor_vectors,
             np.array([label for _, label in anchors]),
             classes,
-            self.folds,
+            text_folds(texts, self.folds, self.seed),
             self.anchor_weight,
-            self.seed,
         )
         for row, label, row_probabilities in zip(rows, labels, probabilities, strict=True):
             own = row_probabilities[np.searchsorted(classes, label)]
