@@ -3,7 +3,7 @@
 1. 10,000 real requests (a seeded sample of the shipped corpus, written to JSONL) through the real CLI in a fresh
    process: imports, corpus read, cached embeddings, every metric, UMAP + HDBSCAN, figures and the HTML report.
    Numba gets an empty cache folder (NUMBA_CACHE_DIR), so UMAP's JIT compile is counted. Target <= 90 s.
-2. 100,000 requests: the shipped corpus has only 17,814, so the rows are synthetic but realistic: each copies a
+2. 100,000 requests: the shipped corpus has only 17,765, so the rows are synthetic but realistic: each copies a
    real request (text and task, drawn with replacement) and takes its cached embedding plus a small seeded
    Gaussian perturbation, renormalised (cosine to the source ~0.95). Near-copies of one source can fall in
    different folds, so k-NN/probe accuracy here is optimistic; the run is for timing. Fresh process and empty

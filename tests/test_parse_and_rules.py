@@ -62,6 +62,33 @@ def test_format_rules_give_a_reason_for_each_kind_of_bad_candidate():
         "llm_chatter": "As an AI language model I cannot edit photos",
         "echoes_the_prompt": "Write 5 new requests like these about blur",
         "leftover_markup": "Remove the {noise} from [photo]",
+        "leftover_numbering": "Make it brighter. 2. Remove the rain streaks",
     }
     for expected, text in cases.items():
         assert check_format(text) == (None if expected == "ok" else expected), text
+
+
+def test_list_markers_left_inside_a_line_are_caught_but_numbers_in_requests_are_not():
+    numbered = [
+        "out-of-focus: 4. remove the blur and make it sharp",
+        "B: 5. Remove rain stains from the window",
+        "sharpen it. 7",
+        "Brighten it up, 7. 8. add a bit more contrast",
+        "It is dark. (3) Please brighten it",
+    ]
+    for text in numbered:
+        assert check_format(text) == "leftover_numbering", text
+    requests = [
+        "Denoise please, shot at ISO 3200.",
+        "I need this image at 1.22x1.23 for print",
+        "Turn this image on 360. Make it look amazing.",
+        "Upscale it 4x. It is only 300 px wide",
+        "Remove the grain from my 35mm film scan",
+    ]
+    for text in requests:
+        assert check_format(text) is None, text
+
+
+def test_chatter_with_a_typographic_apostrophe_is_still_chatter():
+    assert check_format("Here\u2019s a list of requests to remove noise from a photo") == "llm_chatter"
+    assert check_format("Please repeat the below requests and brighten them") == "echoes_the_prompt"

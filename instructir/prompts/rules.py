@@ -13,14 +13,17 @@ from dataclasses import dataclass
 _SPACE = re.compile(r"\s+")
 _URL = re.compile(r"https?://|www\.|\.com\b", re.IGNORECASE)
 _MARKUP = re.compile(r"^\d{1,3}[.)]\s|[{}<>\[\]|*#$\\]|\.\.\.$")
+# A list marker left inside a line: "... dark. 2. Fix ...", "out-of-focus: 4. remove", an answer label "B: ", or a
+# marker dangling at the end ("sharpen it. 7"). Numbers in requests ("ISO 3200.", "4.3x", "on 360.") do not match.
+_NUMBERING = re.compile(r"(?:[.!?:,]\s)\(?\d{1,2}[.)](?:\s|$)|^[A-Z]:\s|[.!?]\s\d{1,2}$")
 _CHATTER = re.compile(
     r"\b(?:as an ai|language model|i'm an ai|i am an ai|i cannot|i can't help|here are|here is a|"
-    r"i hope this|let me know|feel free|happy to help|assistant)\b",
+    r"i hope this|let me know|feel free|happy to help|assistant|here's a list|list of requests)\b",
     re.IGNORECASE,
 )
 _ECHO = re.compile(
     r"requests? like these|one request per line|new requests?\b|restoration service|photo restoration "
-    r"service|write \d+|nothing else",
+    r"service|write \d+|write them|nothing else|below requests|listing requests|i've rewritten",
     re.IGNORECASE,
 )
 
@@ -63,10 +66,13 @@ def check_format(text: str, rules: FormatRules = FormatRules()) -> str | None:
         return "non_latin_script"
     if _URL.search(text):
         return "contains_url"
-    if _CHATTER.search(text):
+    plain = text.replace("\u2019", "'")
+    if _CHATTER.search(plain):
         return "llm_chatter"
-    if _ECHO.search(text):
+    if _ECHO.search(plain):
         return "echoes_the_prompt"
     if _MARKUP.search(text):
         return "leftover_markup"
+    if _NUMBERING.search(text):
+        return "leftover_numbering"
     return None
