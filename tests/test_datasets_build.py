@@ -85,7 +85,7 @@ def test_build_from_the_wheel_samples_loads_with_load_from_disk_and_as_parquet(t
     done = run_cli(*args, "--out", str(tmp_path / "parquet"), "--format", "parquet", "--no-progress")
     assert done.returncode == 0, done.stderr
     files = {split: str(tmp_path / f"parquet/data/{split}-00000-of-00001.parquet") for split in loaded}
-    from_parquet = datasets.load_dataset("parquet", data_files=files)
+    from_parquet = datasets.load_dataset("parquet", data_files=files, cache_dir=str(tmp_path / "hf"))
     assert from_parquet["train"].features == features
     assert from_parquet["test"][0]["id"] == loaded["test"][0]["id"]
     assert np.array_equal(np.asarray(from_parquet["test"][0]["degraded"]), np.asarray(loaded["test"][0]["degraded"]))

@@ -49,7 +49,7 @@ def test_the_shipped_corpus_is_pushed_with_its_card_and_loads_back(tmp_path):
     assert meta["size_categories"] == ["10K<n<100K"] and meta["license"] == "mit"
     shipped = resolve_corpus("instructir-requests").parent / "README.md"
     assert body.startswith(shipped.read_text(encoding="utf-8").rstrip("\n")) and "## Load it" in body
-    rows = datasets.load_dataset(str(target), split="train")
+    rows = datasets.load_dataset(str(target), split="train", cache_dir=str(tmp_path / "hf"))
     assert len(rows) == pq.read_metadata(resolve_corpus("instructir-requests")).num_rows
     assert {"text", "task"} <= set(rows.column_names)
 
@@ -75,7 +75,7 @@ def test_a_dataset_and_a_checkpoint_are_pushed_from_the_cli_and_load_back(tmp_pa
     assert meta["configs"][0]["data_files"][0] == {"split": "train", "path": "train/*.arrow"}
     assert "# instructir restoration triples" in body and 'load_dataset("me/triples")' in body
     local = datasets.load_from_disk(str(pushed))
-    assert datasets.load_dataset(str(pushed))["test"]["id"] == local["test"]["id"]
+    assert datasets.load_dataset(str(pushed), cache_dir=str(tmp_path / "hf"))["test"]["id"] == local["test"]["id"]
 
     run = tmp_path / "run"
     train = ["train", "--data", str(data), "--out", str(run), "--steps", "2", "--batch", "2", "--patch", "32"]
@@ -111,7 +111,7 @@ def test_a_parquet_dataset_keeps_its_configs_and_a_repush_replaces_the_target(tm
     meta, _ = card(target)
     built, _ = split_front_matter((folder / "README.md").read_text())
     assert meta["configs"] == built["configs"] and meta["task_categories"] == ["image-to-image"]
-    splits = datasets.load_dataset("parquet", data_dir=str(target / "data"))
+    splits = datasets.load_dataset("parquet", data_dir=str(target / "data"), cache_dir=str(tmp_path / "hf"))
     assert sum(len(split) for split in splits.values()) == 3
     (target / "stale.txt").write_text("from an older push")
     publish(folder, str(target), "dataset")
