@@ -25,6 +25,15 @@ def test_drops_preamble_and_closing_chatter_with_reasons():
     assert [reason for _, reason in parsed.rejected] == ["preamble_or_chatter", "preamble_or_chatter"]
 
 
+def test_a_preamble_with_a_typographic_apostrophe_is_dropped_like_a_plain_one():
+    for apostrophe in ("'", "\u2019", "\u02bc"):
+        reply = f"Here{apostrophe}s what a customer might send\nI{apostrophe}ve written five more requests below"
+        parsed = parse_reply(reply)
+        assert parsed.candidates == [], apostrophe
+        assert [reason for _, reason in parsed.rejected] == ["preamble_or_chatter"] * 2, apostrophe
+    assert parse_reply("My photo\u2019s too dark, brighten it").candidates == ["My photo\u2019s too dark, brighten it"]
+
+
 def test_a_truncated_last_line_is_dropped_only_when_the_reply_hit_the_limit():
     reply = "1. Please brighten this dark photo.\n2. The room was so dark that I can bare"
     assert parse_reply(reply, truncated=True).candidates == ["Please brighten this dark photo."]

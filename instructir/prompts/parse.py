@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from instructir.prompts.rules import plain_apostrophes
+
 _MARKER = re.compile(r"^(?:\(?\d{1,3}[.):\]]|\(?[a-hA-H][.)]|[-*•·–—>+]+|#+)\s*")
 _LABEL = re.compile(
     r"^(?:new\s+)?(?:request|example|prompt|user|customer|client|message|reply|answer|text)\s*#?\d*\s*[:=–—-]\s*",
@@ -77,7 +79,7 @@ def parse_reply(reply: str, truncated: bool = False) -> ParsedReply:
         is_last = position == len(items) - 1
         if not text:
             parsed.rejected.append((item.strip(), "only_markup"))
-        elif _PREAMBLE.match(text) or text.endswith(":"):
+        elif _PREAMBLE.match(plain_apostrophes(text)) or text.endswith(":"):
             parsed.rejected.append((text, "preamble_or_chatter"))
         elif is_last and truncated and not text.endswith(_TERMINAL):
             parsed.rejected.append((text, "truncated"))

@@ -11,6 +11,7 @@ import unicodedata
 from dataclasses import dataclass
 
 _SPACE = re.compile(r"\s+")
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
 _URL = re.compile(r"https?://|www\.|\.com\b", re.IGNORECASE)
 _MARKUP = re.compile(r"^\d{1,3}[.)]\s|[{}<>\[\]|*#$\\]|\.\.\.$")
 # A list marker left inside a line: "... dark. 2. Fix ...", "out-of-focus: 4. remove", an answer label "B: ", or a
@@ -44,6 +45,11 @@ def clean_text(text: str) -> str:
     return _SPACE.sub(" ", unicodedata.normalize("NFKC", text)).strip()
 
 
+def plain_apostrophes(text: str) -> str:
+    """``text`` with typographic apostrophes (’ ‘ ʼ) as "'", so patterns written with "'" match both spellings."""
+    return text.translate(_APOSTROPHES)
+
+
 def normalise(text: str) -> str:
     """The exact-duplicate key: case, punctuation, symbols (emoji), invisible format characters (zero-width
     joiners, variation selectors) and whitespace removed."""
@@ -66,7 +72,7 @@ def check_format(text: str, rules: FormatRules = FormatRules()) -> str | None:
         return "non_latin_script"
     if _URL.search(text):
         return "contains_url"
-    plain = text.replace("\u2019", "'")
+    plain = plain_apostrophes(text)
     if _CHATTER.search(plain):
         return "llm_chatter"
     if _ECHO.search(plain):
