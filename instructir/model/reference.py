@@ -86,10 +86,14 @@ def _icb(p: Weights, prefix: str, x: torch.Tensor, text: torch.Tensor) -> torch.
 def reference_forward(
     state_dict: Weights, image: torch.Tensor, text_embedding: torch.Tensor, config: Mapping[str, Any]
 ) -> torch.Tensor:
-    """InstructIR's forward pass in float64 from ``state_dict`` and ``config`` (enc_blks, middle_blk_num, dec_blks)."""
-    p = {key: value.detach().to(torch.float64) for key, value in state_dict.items()}
-    image = image.detach().to(torch.float64)
-    text = text_embedding.detach().to(torch.float64)
+    """InstructIR's forward pass in float64 from ``state_dict`` and ``config`` (enc_blks, middle_blk_num, dec_blks).
+
+    Differentiable: given float64 tensors that require grad (``dict(model.named_parameters())``), tests can
+    compare gradients too.
+    """
+    p = {key: value.to(torch.float64) for key, value in state_dict.items()}
+    image = image.to(torch.float64)
+    text = text_embedding.to(torch.float64)
     levels = len(config["enc_blks"])
     multiple = 2**levels
     b, c, h, w = image.shape
