@@ -108,6 +108,17 @@ def test_train_refuses_bad_input_with_a_clear_message(tmp_path, denoise_data):
     assert done.returncode == 2 and "--resume" in done.stderr
 
 
+def test_a_diverging_run_stops_with_a_clear_message_and_checkpoints_no_diverged_weights(tmp_path, denoise_data):
+    out = tmp_path / "run"
+    args = ["--data", str(denoise_data), "--out", str(out), "--steps", "30", "--batch", "2", "--patch", "32"]
+    args += ["--lr", "1e30", "--warmup", "1", "--log-every", "10", "--checkpoint-every", "4", *TINY, "--no-progress"]
+    done = run_cli("train", *args)
+    assert done.returncode == 2, done.stderr
+    assert "the loss became nan at step 1" in done.stderr and "lower --lr" in done.stderr
+    assert "The last good checkpoint is none" in done.stderr
+    assert not (out / "checkpoints").exists() and not (out / "final.safetensors").exists()
+
+
 @pytest.mark.slow
 def test_two_process_ddp_through_accelerate_matches_one_process_at_the_same_global_batch(denoise_data, tmp_path):
     args = ["--data", str(denoise_data), "--steps", "6", "--batch", "4", "--patch", "32", "--width", "8"]

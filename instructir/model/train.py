@@ -248,6 +248,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 
     bar = tqdm(total=config.steps, initial=start, desc="training", disable=not (show_progress and rank == 0))
     seen, clock, step = 0, time.monotonic(), start
+    watch = DivergenceWatch(accelerator.device)
     for batch in loader:
         degraded = batch["degraded"].to(accelerator.device, non_blocking=True)
         clean = batch["clean"].to(accelerator.device, non_blocking=True)
@@ -259,12 +260,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             l1 = (restored.float() - clean).abs().mean()
             ce = F.cross_entropy(logits.float(), batch["task"].to(accelerator.device))
             loss = l1 + config.text_weight * ce
-        if not torch.isfinite(loss):
-            last = latest_checkpoint(out)
-            raise TrainingError(
-                f"the loss became {loss.item()} at step {step} (L1 {l1.item():.4g}, CE {ce.item():.4g}); lower --lr "
-                f"or check the data. The last good checkpoint is {last or 'none'}; fix and rerun with --resume."
-            )
+        watch.update(step, loss, l1, ce)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(parameters, config.grad_clip)
@@ -276,7 +272,11 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         step += 1
         seen += clean.shape[0] * world
         bar.update()
-        if step % config.log_every == 0 or step == config.steps:
+        logging = step % config.log_every == 0 or step == config.steps
+        checkpointing = step % config.checkpoint_every == 0 or step == config.steps
+        if logging or checkpointing:
+            watch.check(out)
+        if logging:
             rate = seen / max(time.monotonic() - clock, 1e-9)
             record = {"step": step, "loss": loss.item(), "l1": l1.item(), "ce": ce.item()}
             record |= {"lr": scheduler.get_last_lr()[0], "images_per_second": rate}
@@ -288,7 +288,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
                             writer.add_scalar(f"train/{key}", value, step)
             bar.set_postfix(l1=f"{l1.item():.4f}", ce=f"{ce.item():.3f}")
             seen, clock = 0, time.monotonic()
-        if (step % config.checkpoint_every == 0 or step == config.steps) and accelerator.is_main_process:
+        if checkpointing and accelerator.is_main_process:
             live = (accelerator.unwrap_model(model), accelerator.unwrap_model(head))
             _checkpoint(out, step, config, live, (ema_model, ema_head), optimizer, scheduler)
         accelerator.wait_for_everyone()
@@ -301,6 +301,36 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         if source is not None:
             shutil.copyfile(source / "ema.safetensors", final)
     return {"steps": config.steps, "final": str(final), "log": str(out / "log.csv")}
+
+
+class DivergenceWatch:
+    """Remembers, on the device, the first step whose loss was NaN or infinite.
+
+    Checked only where the loop reads values back anyway (logging, checkpoints), so a healthy step never makes the
+    host wait for the GPU; a check runs before every checkpoint, so none holds diverged weights.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.first = torch.full((), -1, dtype=torch.long, device=device)
+        self.terms = torch.zeros(3, device=device)
+
+    def update(self, step: int, loss: torch.Tensor, l1: torch.Tensor, ce: torch.Tensor) -> None:
+        """Record ``step`` and its loss terms if the loss is not finite and no earlier step was."""
+        terms = torch.stack([loss.detach(), l1.detach(), ce.detach()]).float()
+        new = (self.first < 0) & ~torch.isfinite(terms[0])
+        self.first = torch.where(new, step, self.first)
+        self.terms = torch.where(new, terms, self.terms)
+
+    def check(self, out: Path) -> None:
+        """Raise TrainingError naming the first diverged step and the last good checkpoint, if there was one."""
+        first = int(self.first)
+        if first >= 0:
+            loss, l1, ce = self.terms.tolist()
+            last = latest_checkpoint(out)
+            raise TrainingError(
+                f"the loss became {loss} at step {first} (L1 {l1:.4g}, CE {ce:.4g}); lower --lr or check the data. "
+                f"The last good checkpoint is {last or 'none'}; fix and rerun with --resume."
+            )
 
 
 def ema_decay(step: int, decay: float) -> float:
