@@ -1,10 +1,11 @@
 """Training throughput and peak memory: an official-style baseline against our fast path, in one run.
 
 Baseline: the official formulation, fp32 eager, contiguous NCHW, the per-pixel LayerNorm as a custom autograd
-Function (mean and variance by hand, hand-written backward), ``conv(x) * beta`` as written, plain AdamW. Fast path:
-our model (F.layer_norm on an NHWC view, beta and gamma folded into their convolutions' weights), bf16 autocast
-where the device multiplies bf16 natively, channels_last, fused AdamW on CUDA, and optionally torch.compile. Both
-train the same network (L1 + intent CE through the text head) on random data.
+Function (mean and variance by hand, hand-written backward), ``conv(x) * beta`` and the ICB's
+``(x * gamma + beta) * mask`` as written, plain AdamW. Fast path: our model (F.layer_norm on an NHWC view, beta and
+gamma folded into their convolutions' weights, the ICB modulation as one addcmul), bf16 autocast where the device
+multiplies bf16 natively, channels_last, fused AdamW on CUDA, and optionally torch.compile. Both train the same
+network (L1 + intent CE through the text head) on random data.
 
 Memory is reported twice: the device's peak (CUDA max allocated; on CPU the max RSS of a fresh process per path)
 and the activations autograd keeps per image in eager mode, counted tensor by tensor on the CPU in the precision
@@ -35,6 +36,7 @@ from common import print_table, write_results
 
 from instructir.hardware import best_cpu_dtype
 from instructir.model import InstructIR, TextHead
+from instructir.model.icb import ICB
 from instructir.model.layers import LayerNorm2d, NAFBlock
 
 
@@ -80,12 +82,20 @@ def _official_nafblock_forward(self: NAFBlock, inp: torch.Tensor) -> torch.Tenso
     return y + x * self.gamma
 
 
+def _official_icb_forward(self: ICB, x: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
+    """ICB.forward as the official code writes it: scale, shift, then gate by the instruction."""
+    mask = torch.sigmoid(self.fc(text_embedding))[:, :, None, None]
+    return self.block((x * self.gamma + self.beta) * mask) + x
+
+
 def official_style(model: InstructIR) -> InstructIR:
-    """A copy of ``model`` with the official-style custom-Function LayerNorm and NAFBlock formulas."""
+    """A copy of ``model`` with the official-style custom-Function LayerNorm, NAFBlock and ICB formulas."""
     baseline = copy.deepcopy(model)
     for module in list(baseline.modules()):
         if isinstance(module, NAFBlock):
             module.forward = types.MethodType(_official_nafblock_forward, module)
+        if isinstance(module, ICB):
+            module.forward = types.MethodType(_official_icb_forward, module)
         for child_name, child in list(module.named_children()):
             if isinstance(child, LayerNorm2d):
                 setattr(module, child_name, OfficialStyleLayerNorm2d(child))

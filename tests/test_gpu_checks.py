@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO
@@ -13,7 +15,9 @@ SCRIPT = REPO / "bench" / "gpu_checks.sh"
 
 
 def run_script(*parts: str, out, cache, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SMOKE": "1", "OUT": str(out), "GPU_CACHE": str(cache)}
+    # The script calls python3 from PATH: make that the interpreter running the tests, activated venv or not.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = {**os.environ, "SMOKE": "1", "OUT": str(out), "GPU_CACHE": str(cache), "PATH": path}
     return subprocess.run(["bash", str(SCRIPT), *parts], env=env, capture_output=True, text=True, timeout=timeout)
 
 
