@@ -566,7 +566,10 @@ def _restorer(checkpoint: Path | None, head: Path | None, device: DeviceName | N
 def restore_command(
     source: Annotated[Path, typer.Argument(help="An image file, or a folder of images (searched recursively).")],
     instruction: Annotated[str, typer.Argument(help='What to do, in plain words, e.g. "remove the noise".')],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output PNG (one image in) or folder.")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Output file (one image in: .png, .jpg, .webp or .tif) or folder (PNGs)."),
+    ],
     checkpoint: Annotated[
         Path | None,
         typer.Option(help="Model + head (.safetensors), or the official im_*.pt; default: the quick run's model."),

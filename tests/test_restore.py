@@ -129,8 +129,28 @@ def test_restore_paths_writes_one_png_to_a_file_path(restorer, tmp_path):
     reports = restore_paths(restorer, [source], REQUEST, tmp_path / "out.png")
     assert reports[0]["status"] == "written" and load_image(tmp_path / "out.png").shape == (40, 50, 3)
     assert not list(tmp_path.glob(".*.tmp"))
-    with pytest.raises(ValueError, match="png"):
-        restore_paths(restorer, [source], REQUEST, tmp_path / "out.jpg")
+
+
+def test_restore_paths_writes_the_format_the_output_suffix_names(restorer, tmp_path):
+    source = tmp_path / "in.png"
+    Image.fromarray((photo(40, 50) * 255).astype(np.uint8)).save(source)
+    restore_paths(restorer, [source], REQUEST, tmp_path / "out.png")
+    reference = np.asarray(Image.open(tmp_path / "out.png"), dtype=np.int16)
+    for name, pillow_format, lossless in [
+        ("out.JPG", "JPEG", False),
+        ("out.webp", "WEBP", True),
+        ("out.tiff", "TIFF", True),
+    ]:
+        reports = restore_paths(restorer, [source], REQUEST, tmp_path / name)
+        assert reports[0]["status"] == "written"
+        with Image.open(tmp_path / name) as written:
+            assert written.format == pillow_format and written.size == (50, 40)
+            pixels = np.asarray(written.convert("RGB"), dtype=np.int16)
+        error = np.abs(pixels - reference)
+        assert error.max() == 0 if lossless else 0 < error.mean() < 3
+    with pytest.raises(ValueError, match=r"'\.bmp'.*\.png, \.jpg"):
+        restore_paths(restorer, [source], REQUEST, tmp_path / "out.bmp")
+    assert not (tmp_path / "out.bmp").exists()
 
 
 def test_cli_restore_folder_skips_a_truncated_file_and_keeps_every_size(checkpoint, tmp_path):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -88,17 +89,40 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.nan_to_num(array, nan=0.0) * 255.0), 0, 255).astype(np.uint8)
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """Encode a float [0, 1] or uint8 image (HxW, HxWx1 or HxWx3) as PNG; the same array always gives the same bytes."""
+# What ``encode_image`` writes for each file suffix: Pillow's format name and its save options. JPEG keeps full
+# chroma resolution (no 4:2:0 subsampling, which would blur the colour detail a restoration just recovered) and
+# WebP is lossless.
+OUTPUT_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
+    ".png": ("PNG", {"compress_level": 6}),
+    ".jpg": ("JPEG", {"quality": 95, "subsampling": 0}),
+    ".jpeg": ("JPEG", {"quality": 95, "subsampling": 0}),
+    ".webp": ("WEBP", {"lossless": True}),
+    ".tif": ("TIFF", {"compression": "tiff_deflate"}),
+    ".tiff": ("TIFF", {"compression": "tiff_deflate"}),
+}
+
+
+def encode_image(image: np.ndarray, suffix: str = ".png") -> bytes:
+    """Encode a float [0, 1] or uint8 image (HxW, HxWx1 or HxWx3) in the format ``suffix`` names (OUTPUT_FORMATS).
+
+    No metadata and fixed encoder settings, so the same array always gives the same bytes.
+    """
+    if suffix.lower() not in OUTPUT_FORMATS:
+        raise ValueError(f"cannot write {suffix!r} images; use one of {', '.join(OUTPUT_FORMATS)}")
+    format_name, options = OUTPUT_FORMATS[suffix.lower()]
     array = to_uint8(image)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
-        raise ValueError(f"encode_png expects HxW or HxWx3, got shape {array.shape}")
+        raise ValueError(f"encode_image expects HxW or HxWx3, got shape {array.shape}")
     buffer = io.BytesIO()
-    # No pnginfo, no optimize pass: the output depends only on the pixels and the fixed zlib level.
-    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=6)
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format=format_name, **options)
     return buffer.getvalue()
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Encode a float [0, 1] or uint8 image as PNG, the lossless format datasets store (see ``encode_image``)."""
+    return encode_image(image, ".png")
 
 
 def crop_to_multiple(image: np.ndarray, m: int = 16) -> np.ndarray:

@@ -5,7 +5,7 @@ into tiles of ``tile`` pixels that overlap by ``overlap``; each tile's output is
 raised-cosine window that falls towards the tile's inner edges (never at the image border) and accumulated in
 float32 output and weight buffers, so memory is about the output size plus one batch of tiles and no seams show.
 ``Restorer`` ties a checkpoint (image model + text head) to a sentence encoder, so callers pass plain text;
-``restore_paths`` runs it over files and folders, writing PNGs atomically and skipping unreadable inputs.
+``restore_paths`` runs it over files and folders, writing images atomically and skipping unreadable inputs.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from instructir.datasets.images import ImageError, encode_png, load_image
+from instructir.datasets.images import OUTPUT_FORMATS, ImageError, encode_image, load_image
 from instructir.datasets.sources import folder_images
 from instructir.hardware import best_cpu_dtype
 from instructir.io import write_bytes
@@ -293,12 +293,13 @@ def restore_paths(
     out: Path,
     tile: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Restore image files and folders of images into PNGs under ``out``; one report per image found.
+    """Restore image files and folders of images into ``out``; one report per image found.
 
-    One image file in gives ``out`` as the file to write (or a folder to write NAME.png into, when ``out`` is
-    an existing folder or has no suffix); otherwise ``out`` is a folder and each image keeps its name relative
-    to its input folder, with a .png suffix. Unreadable images are skipped with their reason and the rest go on.
-    Every file is written under a temporary name and renamed, so no half-written PNG is ever left behind.
+    One image file in gives ``out`` as the file to write, in the format its suffix names (PNG, JPEG, WebP or
+    TIFF; see ``OUTPUT_FORMATS``), or a folder to write NAME.png into when ``out`` is an existing folder or has
+    no suffix. Otherwise ``out`` is a folder and each image keeps its name relative to its input folder, with a
+    lossless .png suffix. Unreadable images are skipped with their reason and the rest go on. Every file is
+    written under a temporary name and renamed, so no half-written image is ever left behind.
     """
     jobs = _jobs([Path(path) for path in inputs], Path(out))
     reports: list[dict[str, Any]] = []
@@ -317,7 +318,7 @@ def restore_paths(
             report |= {"reason": error.reason, "message": str(error)}
             continue
         restored = restorer.restore(image, instruction, tile=tile)
-        write_bytes(encode_png(restored), target)
+        write_bytes(encode_image(restored, target.suffix), target)
         report |= {
             "output": str(target),
             "status": "written",
@@ -334,8 +335,11 @@ def _jobs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
         source = inputs[0]
         if out.is_dir() or not out.suffix:
             return [(source, out / f"{source.stem}.png")]
-        if out.suffix.lower() != ".png":
-            raise ValueError(f"{out}: outputs are PNG files; name the output *.png or give a folder")
+        if out.suffix.lower() not in OUTPUT_FORMATS:
+            raise ValueError(
+                f"{out}: cannot write {out.suffix!r} images; name the output with one of "
+                f"{', '.join(OUTPUT_FORMATS)} or give a folder"
+            )
         return [(source, out)]
     if out.is_file():
         raise ValueError(f"{out} is a file; with a folder or several inputs, -o must be a folder")
