@@ -102,14 +102,19 @@ OUTPUT_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+def output_format(suffix: str) -> tuple[str, dict[str, Any]]:
+    """Pillow's format name and save options for a file suffix (any case), or ValueError listing the suffixes."""
+    if suffix.lower() not in OUTPUT_FORMATS:
+        raise ValueError(f"cannot write {suffix!r} images; use one of {', '.join(OUTPUT_FORMATS)}")
+    return OUTPUT_FORMATS[suffix.lower()]
+
+
 def encode_image(image: np.ndarray, suffix: str = ".png") -> bytes:
     """Encode a float [0, 1] or uint8 image (HxW, HxWx1 or HxWx3) in the format ``suffix`` names (OUTPUT_FORMATS).
 
     No metadata and fixed encoder settings, so the same array always gives the same bytes.
     """
-    if suffix.lower() not in OUTPUT_FORMATS:
-        raise ValueError(f"cannot write {suffix!r} images; use one of {', '.join(OUTPUT_FORMATS)}")
-    format_name, options = OUTPUT_FORMATS[suffix.lower()]
+    format_name, options = output_format(suffix)
     array = to_uint8(image)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from instructir.datasets.images import OUTPUT_FORMATS, ImageError, encode_image, load_image
+from instructir.datasets.images import ImageError, encode_image, load_image, output_format
 from instructir.datasets.sources import folder_images
 from instructir.hardware import best_cpu_dtype
 from instructir.io import write_bytes
@@ -335,11 +335,10 @@ def _jobs(inputs: list[Path], out: Path) -> list[tuple[Path, Path]]:
         source = inputs[0]
         if out.is_dir() or not out.suffix:
             return [(source, out / f"{source.stem}.png")]
-        if out.suffix.lower() not in OUTPUT_FORMATS:
-            raise ValueError(
-                f"{out}: cannot write {out.suffix!r} images; name the output with one of "
-                f"{', '.join(OUTPUT_FORMATS)} or give a folder"
-            )
+        try:
+            output_format(out.suffix)
+        except ValueError as error:
+            raise ValueError(f"{out}: {error}; or give a folder") from None
         return [(source, out)]
     if out.is_file():
         raise ValueError(f"{out} is a file; with a folder or several inputs, -o must be a folder")
