@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from enum import Enum
 from pathlib import Path
@@ -121,6 +122,23 @@ def _running_stage(out: Path) -> str:
     return "?"
 
 
+JudgeModel = Annotated[
+    str | None,
+    typer.Option(
+        help="LLM judge, the filter's last stage: a model name (at --judge-base-url, else the OpenAI API), "
+        "or 'local' for the embedded SmolLM2; default: no judge."
+    ),
+]
+JudgeBaseUrl = Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint of the judge.")]
+JudgeBackend = Annotated[
+    BackendName | None, typer.Option(help="Judge backend; default: local for 'local' or a .gguf file, else openai.")
+]
+JudgeApiKeyEnv = Annotated[str, typer.Option(help="Environment variable that holds the judge's API key.")]
+JudgeConcurrency = Annotated[int, typer.Option(help="Concurrent judge requests (openai).")]
+JudgeRpm = Annotated[float | None, typer.Option(help="Judge requests-per-minute limit (openai).")]
+JudgeCache = Annotated[Path | None, typer.Option(help="Judge reply cache (SQLite); default: OUT/judge_cache.sqlite.")]
+
+
 @prompts_app.command("generate")
 def generate_command(
     out: Annotated[Path, typer.Option(help="Output folder for candidates.parquet, rejects.parquet, summary.json.")],
@@ -166,6 +184,13 @@ def generate_command(
         bool, typer.Option("--filter/--no-filter", help="Run the filter cascade after every round.")
     ] = False,
     encoder: Annotated[str, typer.Option(help="Sentence encoder for --filter.")] = "all-MiniLM-L6-v2",
+    judge_model: JudgeModel = None,
+    judge_base_url: JudgeBaseUrl = None,
+    judge_backend: JudgeBackend = None,
+    judge_api_key_env: JudgeApiKeyEnv = "OPENAI_API_KEY",
+    judge_concurrency: JudgeConcurrency = 16,
+    judge_rpm: JudgeRpm = None,
+    judge_cache: JudgeCache = None,
 ) -> None:
     """Generate candidate restoration requests with an LLM; re-running the same command resumes."""
     from instructir.prompts.cache import ReplyCache
@@ -203,26 +228,37 @@ def generate_command(
         )
     except (ValueError, BackendError, FileNotFoundError) as error:
         fail(str(error))
+    if judge_model and not filter_inline:
+        fail("--judge-model judges the filtered candidates: add --filter")
+    judge = None
+    if judge_model:
+        judge_settings = (judge_base_url, judge_backend, judge_api_key_env, judge_concurrency, judge_rpm, threads)
+        judge = _judge(judge_model, *judge_settings, judge_cache or out / "judge_cache.sqlite", progress=False)
     replies = ReplyCache(cache or out / "cache.sqlite")
     per_round = None
     if filter_inline:
         from instructir.prompts.embed import Embedder
         from instructir.prompts.filters.cascade import FilterConfig, default_stages, inline_filter
 
-        per_round = inline_filter(default_stages(FilterConfig(), Embedder(encoder)), selected)
+        stages = default_stages(FilterConfig(), Embedder(encoder)) + ([judge] if judge else [])
+        per_round = inline_filter(stages, selected)
+    judged = f" (judge answers in {judge.cache.path})" if judge else ""
     try:
         result = generate_candidates(
             llm, selected, config, replies, show_progress=progress and sys.stderr.isatty(), inline_filter=per_round
         )
     except BackendError as error:
-        fail(f"{error}\n{replies.count()} replies are saved in {replies.path}; nothing done is lost.")
+        fail(f"{error}\n{replies.count()} replies are saved in {replies.path}{judged}; nothing done is lost.")
     except KeyboardInterrupt:
-        fail(
-            f"interrupted. {replies.count()} replies are saved in {replies.path}; run the same command to resume.", 130
-        )
+        saved = f"{replies.count()} replies are saved in {replies.path}{judged}"
+        fail(f"interrupted. {saved}; run the same command to resume.", 130)
     finally:
         replies.close()
+        if judge:
+            judge.cache.close()
     result.summary["inline_filter"] = filter_inline
+    if judge:
+        result.summary["judge"] = judge.summary()
     paths = write_generation(result, out)
     print_summary(result.summary)
     for name, path in paths.items():
@@ -249,11 +285,21 @@ def filter_command(
         str,
         typer.Option(help="Encoder precision: auto (bf16 where the CPU has it), bfloat16, float32, or int8 (ONNX)."),
     ] = "auto",
+    judge_model: JudgeModel = None,
+    judge_base_url: JudgeBaseUrl = None,
+    judge_backend: JudgeBackend = None,
+    judge_api_key_env: JudgeApiKeyEnv = "OPENAI_API_KEY",
+    judge_concurrency: JudgeConcurrency = 16,
+    judge_rpm: JudgeRpm = None,
+    judge_cache: JudgeCache = None,
+    progress: Annotated[bool, typer.Option(help="Show the judge's progress bar.")] = True,
 ) -> None:
-    """Filter candidate requests: quality rules, exact, near and semantic duplicates, label consistency."""
+    """Filter candidate requests: quality rules, exact, near and semantic duplicates, label consistency, and
+    optionally an LLM judge of each row's task."""
     from instructir.prompts.candidates import read_many, write_filtered
     from instructir.prompts.embed import Embedder
     from instructir.prompts.filters.cascade import FilterConfig, default_stages, filter_candidates, seed_rows
+    from instructir.prompts.llm import BackendError
     from instructir.tasks import all_tasks
 
     try:
@@ -272,16 +318,31 @@ def filter_command(
         embedder = Embedder(encoder, cache_dir=embedding_cache, dtype=embed_dtype) if embeddings else None
     except ValueError as error:
         fail(str(error))
+    judge = None
+    if judge_model:
+        judge_settings = (judge_base_url, judge_backend, judge_api_key_env, judge_concurrency, judge_rpm, None)
+        bar = progress and sys.stderr.isatty()
+        judge = _judge(judge_model, *judge_settings, judge_cache or out / "judge_cache.sqlite", progress=bar)
+    stages = default_stages(config, embedder) + ([judge] if judge else [])
     try:
-        with console.status("filtering"):
-            result = filter_candidates(rows, default_stages(config, embedder))
+        with contextlib.nullcontext() if judge and judge.show_progress else console.status("filtering"):
+            result = filter_candidates(rows, stages)
+    except BackendError as error:
+        fail(f"judge: {error}\nits answers so far are saved in {judge.cache.path}; rerun to resume.")
+    except KeyboardInterrupt:
+        saved = f"; the judge's answers so far are saved in {judge.cache.path}" if judge else ""
+        fail(f"interrupted{saved}; run the same command to resume.", 130)
     except RuntimeError as error:
         fail(str(error))
+    finally:
+        if judge:
+            judge.cache.close()
     summary = {
         "inputs": [str(path) for path in candidates],
         "config": config.__dict__,
         "encoder": encoder,
         "encoder_dtype": embedder.dtype if embedder else None,
+        "judge": judge.summary() if judge else None,
         **result.funnel,
     }
     paths = write_filtered(result.kept, result.rejects, summary, out)
@@ -355,6 +416,30 @@ def _make_backend(
             max_retries=max_retries,
         )
     return make_backend("local", model, batch_size=batch_size, threads=threads, dtype=dtype)
+
+
+def _judge(
+    model: str,
+    base_url: str | None,
+    backend: BackendName | None,
+    api_key_env: str,
+    concurrency: int,
+    rpm: float | None,
+    threads: int | None,
+    cache: Path,
+    progress: bool,
+) -> Any:
+    """The LLM judge stage with its reply cache, or exit saying what to fix."""
+    from instructir.prompts.cache import ReplyCache
+    from instructir.prompts.filters.judge import LLMJudge, make_judge_backend
+    from instructir.prompts.llm import BackendError
+
+    try:
+        choice = backend.value if backend else None
+        llm = make_judge_backend(model, base_url, choice, api_key_env, concurrency, rpm, threads)
+    except (ValueError, BackendError, FileNotFoundError) as error:
+        fail(f"judge: {error}")
+    return LLMJudge(llm, ReplyCache(cache), show_progress=progress)
 
 
 def print_summary(summary: dict[str, Any]) -> None:

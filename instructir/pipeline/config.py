@@ -41,6 +41,16 @@ class GenerateSettings(_Section):
     _tasks = field_validator("tasks")(_known_tasks)
 
 
+class JudgeSettings(_Section):
+    """An LLM judge as the filter's last stage (see `instructir prompts filter --judge-model`)."""
+
+    model: str
+    backend: Literal["local", "openai"] | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(16, ge=1)
+
+
 class FilterSettings(_Section):
     """The filtering cascade (see `instructir prompts filter`)."""
 
@@ -49,6 +59,7 @@ class FilterSettings(_Section):
     semantic_threshold: float = Field(0.85, gt=0, le=1)
     label_margin: float = Field(0.3, ge=0, le=1)
     topic_threshold: float = Field(0.4, ge=-1, le=1)
+    judge: JudgeSettings | None = None
 
 
 class DatasetSettings(_Section):
@@ -247,6 +258,7 @@ _COMMENTS = {
     "backend": "local: embedded SmolLM2 (offline); openai: any OpenAI-compatible endpoint (set base_url)",
     "per_task": "accepted requests to generate per task",
     "filter": "quality rules, exact/near/semantic dedup, label consistency (`instructir prompts filter`)",
+    "judge": "null, or an LLM judge of each row's task: {model: local} or {model: NAME, base_url: URL}",
     "dataset": "(instruction, degraded, clean) triples (`instructir data build`)",
     "corpus": "'generated' = this run's filtered corpus, or a shipped corpus name / Parquet file",
     "images": "'samples' = photos bundled in installed wheels, or a folder of clean photos",

@@ -53,10 +53,14 @@ def generate(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) 
 
 
 def filter_requests(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) -> dict[str, str]:
-    """Run the filtering cascade over the candidates, with the registry seeds first."""
+    """Run the filtering cascade over the candidates, with the registry seeds first, and the LLM judge last when
+    configured. The judge's reply cache sits beside the stage folders, so the answers outlive the clean folder
+    a rerun or a changed setting starts from: no judge call is ever sent twice."""
+    from instructir.prompts.cache import ReplyCache
     from instructir.prompts.candidates import read_many, write_filtered
     from instructir.prompts.embed import Embedder
     from instructir.prompts.filters.cascade import FilterConfig, default_stages, filter_candidates, seed_rows
+    from instructir.prompts.filters.judge import LLMJudge, make_judge_backend
 
     settings = config.filter
     filter_config = FilterConfig(
@@ -67,8 +71,26 @@ def filter_requests(config: RunConfig, folder: Path, outputs: Outputs, progress:
     )
     rows = seed_rows(resolve_tasks(config.generate.tasks or None)) + read_many([outputs["generate"]["candidates"]])
     embedder = Embedder(config.encoder) if settings.embeddings else None
-    result = filter_candidates(rows, default_stages(filter_config, embedder))
-    summary = {"inputs": [outputs["generate"]["candidates"]], "config": filter_config.__dict__, **result.funnel}
+    stages = default_stages(filter_config, embedder)
+    judge = None
+    if settings.judge is not None:
+        chosen, threads = settings.judge, config.generate.threads
+        backend = make_judge_backend(
+            chosen.model, chosen.base_url, chosen.backend, chosen.api_key_env, chosen.concurrency, threads=threads
+        )
+        judge = LLMJudge(backend, ReplyCache(folder.parent / "judge_cache.sqlite"), show_progress=progress)
+        stages.append(judge)
+    try:
+        result = filter_candidates(rows, stages)
+    finally:
+        if judge is not None:
+            judge.cache.close()
+    summary = {
+        "inputs": [outputs["generate"]["candidates"]],
+        "config": filter_config.__dict__,
+        "judge": judge.summary() if judge else None,
+        **result.funnel,
+    }
     paths = write_filtered(result.kept, result.rejects, summary, folder)
     return {name: str(path) for name, path in paths.items()}
 
