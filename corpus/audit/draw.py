@@ -7,6 +7,11 @@ rules refused, and exact copies, are not candidates. The sample is stratified by
 number per task), drawn uniformly over runs within a task, without repeating a normalised text already drawn.
 
     python corpus/audit/draw.py --runs 'seed-000*' --per-task 150 --seed 0 --out corpus/audit/unlabelled.jsonl
+    python corpus/audit/draw.py --runs 'seed-000*' --per-task 150 --seed 1 --exclude corpus/audit/unlabelled.jsonl \
+        --out corpus/audit/unlabelled-2.jsonl
+    python corpus/audit/draw.py --runs "mode-*" --each-run --per-task 13 --seed 21 \
+        --out corpus/audit/unlabelled-modes.jsonl \
+        --exclude corpus/audit/unlabelled.jsonl corpus/audit/unlabelled-2.jsonl
 """
 
 from __future__ import annotations
@@ -16,40 +21,23 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
+from instructir.prompts.candidates import read_run_pool
 from instructir.prompts.rules import normalise
 from instructir.tasks import task_names
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = ROOT / "corpus" / "runs"
-POOL_REASONS = {"over_quota", "not_a_request", "off_topic", "label_mismatch", "near_duplicate", "semantic_duplicate"}
 
 
-def candidate_pool(run: Path) -> list[dict]:
-    """Every candidate line of one generation run, kept or dropped by its filter, with where it ended up."""
-    kept = [
-        {"text": r["text"], "task": r["task"], "fate": "kept"}
-        for r in pq.read_table(run / "candidates.parquet").to_pylist()
-    ]
-    rejects_path = run / "rejects.parquet"
-    dropped = []
-    if rejects_path.is_file():
-        dropped = [
-            {"text": r["text"], "task": r["task"], "fate": r["reason"]}
-            for r in pq.read_table(rejects_path).to_pylist()
-            if r["reason"] in POOL_REASONS
-        ]
-    return [{**row, "run": run.name} for row in kept + dropped]
-
-
-def draw(runs: list[Path], per_task: int, seed: int, exclude: set[str]) -> list[dict]:
-    """``per_task`` rows per task drawn at random from the pooled runs, skipping texts in ``exclude``."""
+def draw(runs: list[Path], per_task: int, seed: int, exclude: set[str], each_run: bool = False) -> list[dict]:
+    """``per_task`` rows per task drawn at random from the pooled runs (or from each run in turn, to compare
+    runs), skipping texts in ``exclude``."""
     rng = np.random.default_rng(seed)
-    pool = [row for run in runs for row in candidate_pool(run)]
+    pools = [read_run_pool(run) for run in runs] if each_run else [[row for run in runs for row in read_run_pool(run)]]
     sample = []
     seen = set(exclude)
-    for task in task_names():
+    for pool, task in ((pool, task) for pool in pools for task in task_names()):
         rows = [row for row in pool if row["task"] == task]
         taken = 0
         for index in rng.permutation(len(rows)):
@@ -62,7 +50,8 @@ def draw(runs: list[Path], per_task: int, seed: int, exclude: set[str]) -> list[
             if taken == per_task:
                 break
     order = rng.permutation(len(sample))
-    return [{"audit_id": f"a{seed:02d}-{n:04d}", **sample[i]} for n, i in enumerate(order)]
+    keep = ("text", "task", "fate", "run")
+    return [{"audit_id": f"a{seed:02d}-{n:04d}", **{k: sample[i][k] for k in keep}} for n, i in enumerate(order)]
 
 
 def main() -> None:
@@ -71,11 +60,12 @@ def main() -> None:
     parser.add_argument("--per-task", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--exclude", type=Path, nargs="*", default=[], help="JSONL files whose texts to skip")
+    parser.add_argument("--each-run", action="store_true", help="draw --per-task rows from each run, not the pool")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     runs = sorted(path for path in RUNS.glob(args.runs) if (path / "candidates.parquet").is_file())
     exclude = {normalise(json.loads(line)["text"]) for path in args.exclude for line in path.read_text().splitlines()}
-    sample = draw(runs, args.per_task, args.seed, exclude)
+    sample = draw(runs, args.per_task, args.seed, exclude, args.each_run)
     args.out.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in sample), encoding="utf-8")
     print(f"{len(sample)} rows from {len(runs)} runs -> {args.out}")
 

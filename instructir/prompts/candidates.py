@@ -49,6 +49,31 @@ def read_many(paths: list[str | Path]) -> list[Row]:
     return rows
 
 
+# Reasons a generation run's inline filter (or its quota) gave for dropping a line that was a valid candidate.
+FILTERED_REASONS = frozenset(
+    {"over_quota", "not_a_request", "off_topic", "label_mismatch", "near_duplicate", "semantic_duplicate"}
+)
+
+
+def read_run_pool(run: str | Path) -> list[Row]:
+    """Every candidate a generation run produced, whatever its inline filter did with it: the rows of
+    candidates.parquet plus the lines its filter stages or its quota dropped (not those the parser or the format
+    rules refused, nor exact copies). Each row's ``fate`` says where it ended up; ids are prefixed by the run."""
+    run = Path(run)
+    rows = [{**row, "fate": "kept"} for row in read_candidates(run / "candidates.parquet")]
+    rejects = run / "rejects.parquet"
+    if rejects.is_file():
+        dropped = [row for row in pq.read_table(rejects).to_pylist() if row["reason"] in FILTERED_REASONS]
+        rows += [
+            {"id": f"dropped-{n:06d}", "text": row["text"], "task": row["task"], "fate": row["reason"]}
+            for n, row in enumerate(dropped)
+        ]
+    for row in rows:
+        row["id"] = f"{run.name}/{row['id']}"
+        row["run"] = run.name
+    return rows
+
+
 def _read_jsonl(path: Path) -> list[Row]:
     rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):

@@ -11,6 +11,12 @@ from instructir.prompts.filters.exact import ExactDedup
 from instructir.prompts.filters.label_consistency import LabelConsistency
 from instructir.prompts.filters.near_duplicates import NearDuplicates
 from instructir.prompts.filters.quality import QualityRules
+from instructir.prompts.filters.quality_model import (
+    FAST_FILE,
+    LearnedQuality,
+    load_quality_model,
+    shipped_model_path,
+)
 from instructir.prompts.filters.semantic import SemanticDedup
 from instructir.prompts.filters.stage import Row, Stage
 from instructir.prompts.filters.topic import TopicRelevance
@@ -24,13 +30,20 @@ class FilterConfig:
     Thresholds were chosen on the hand-labelled set in corpus/dev/ (see corpus/evaluate_filter.py): Jaccard 0.7
     and cosine 0.85 keep the dedup stages' precision above 0.97; topic 0.4 lifts the share of kept rows whose
     label is right from 0.59 to 0.70 on the embedded model's output while keeping about 80% of the rows.
+    ``quality_threshold`` None takes the learned quality model's own threshold (chosen by cross-validation on the
+    audit set's fit half, see corpus/quality/train.py); 0 scores every row without dropping any. ``quality_lm``
+    uses the model that also reads the embedded LLM's hidden states (after the embedding-only model as a
+    prefilter); off, the embedding-only model decides alone at its own threshold.
     """
 
     near_threshold: float = 0.7
+    quality_threshold: float | None = None
     semantic_threshold: float = 0.85
     label_margin: float = 0.3
     topic_threshold: float = 0.4
     require_request_cue: bool = True
+    learned_quality: bool = True
+    quality_lm: bool = True
     semantic: bool = True
     labels: bool = True
     topic: bool = True
@@ -46,12 +59,15 @@ class FilterResult:
 
 
 def default_stages(config: FilterConfig, embedder: Embedder | None) -> list[Stage]:
-    """The standard cascade: cheap stages first, embedding stages last."""
+    """The standard cascade: cheap stages first, embedding stages last; the learned quality stage runs before
+    semantic dedup, so a duplicate group keeps a row that passed it."""
     stages: list[Stage] = [
         QualityRules(require_request_cue=config.require_request_cue),
         ExactDedup(),
         NearDuplicates(threshold=config.near_threshold),
     ]
+    if embedder is not None and config.learned_quality:
+        stages.append(learned_quality_stage(embedder, config))
     if embedder is not None and config.semantic:
         stages.append(SemanticDedup(embedder, threshold=config.semantic_threshold))
     if embedder is not None and config.labels:
@@ -59,6 +75,21 @@ def default_stages(config: FilterConfig, embedder: Embedder | None) -> list[Stag
     if embedder is not None and config.topic:
         stages.append(TopicRelevance(embedder, min_similarity=config.topic_threshold))
     return stages
+
+
+def learned_quality_stage(embedder: Embedder, config: FilterConfig) -> LearnedQuality:
+    """The learned quality stage as ``config`` asks: the LLM-reading model behind the fast prefilter, or the
+    fast model alone. It embeds with the encoder its model was trained on, whatever the cascade's encoder."""
+    from instructir.prompts.lm_embed import LMEmbedder
+
+    fast = load_quality_model(shipped_model_path(FAST_FILE))
+    own = embedder if embedder.model_name == fast.encoder else Embedder(fast.encoder, dtype=embedder.dtype)
+    if not config.quality_lm:
+        return LearnedQuality(own, fast, threshold=config.quality_threshold)
+    full = load_quality_model()
+    lm = LMEmbedder(cache_dir=embedder.cache_path.parent)
+    cut = config.quality_threshold
+    return LearnedQuality(own, full, threshold=cut, lm_embedder=lm, prefilter=(fast, fast.threshold))
 
 
 def seed_rows(tasks: list[Task] | tuple[Task, ...]) -> list[Row]:

@@ -27,6 +27,11 @@ _REQUEST_CUES = re.compile(
 )
 
 
+def has_request_cue(text: str) -> bool:
+    """Whether ``text`` holds a word that makes it a request or an edit (an ask, an editing verb, a wish)."""
+    return bool(_REQUEST_CUES.search(text))
+
+
 @dataclass
 class QualityRules:
     """Format bounds, English only, and a request cue; each failure has its own reason."""
@@ -53,7 +58,7 @@ class QualityRules:
         if problem:
             return problem
         language, probability = self.language(text)
-        is_request = bool(_REQUEST_CUES.search(text))
+        is_request = has_request_cue(text)
         # Short English requests often look foreign to a character-n-gram identifier; an English request cue
         # overrules it unless the identifier is very sure.
         foreign_bar = 0.9 if is_request else self.min_foreign_confidence
