@@ -158,6 +158,12 @@ def generate_command(
         str | None,
         typer.Option(help="Prompt style: instruct or continue; default: continue (local), instruct (openai)."),
     ] = None,
+    mode: Annotated[
+        str, typer.Option(help="plain (like the examples), attributes (one drawn situation) or rewrite (restate one).")
+    ] = "plain",
+    examples: Annotated[
+        Path | None, typer.Option(help="Your own requests (JSONL or Parquet: text, task), shown as examples.")
+    ] = None,
     requests_per_call: Annotated[int, typer.Option(help="Requests asked for in each call.")] = 5,
     seeds_per_prompt: Annotated[int, typer.Option(help="Registry seed requests shown in each call.")] = 3,
     generated_per_prompt: Annotated[int, typer.Option(help="Earlier accepted requests shown in each call.")] = 2,
@@ -204,6 +210,8 @@ def generate_command(
             per_task=per_task,
             seed=seed,
             style=style or ("continue" if chosen is BackendName.local else "instruct"),
+            mode=mode,
+            examples=_examples(examples),
             requests_per_call=requests_per_call,
             seeds_per_prompt=seeds_per_prompt,
             generated_per_prompt=generated_per_prompt,
@@ -267,6 +275,15 @@ def generate_command(
         errors.print("[yellow]warning:[/] some tasks stopped short of --per-task; see summary.json")
 
 
+def _examples(path: Path | None) -> tuple[tuple[str, str], ...]:
+    """(task, text) pairs of a user's own requests, for --examples."""
+    from instructir.prompts.candidates import read_candidates
+
+    if path is None:
+        return ()
+    return tuple((row["task"], row["text"]) for row in read_candidates(path))
+
+
 @prompts_app.command("filter")
 def filter_command(
     candidates: Annotated[list[Path], typer.Argument(help="Parquet or JSONL files with at least text and task.")],
@@ -278,6 +295,16 @@ def filter_command(
     semantic_threshold: Annotated[float, typer.Option(help="Cosine threshold for semantic duplicates.")] = 0.85,
     label_margin: Annotated[float, typer.Option(help="Probability margin that flags a label mismatch.")] = 0.3,
     topic_threshold: Annotated[float, typer.Option(help="Least cosine to a seed of the row's own task.")] = 0.4,
+    quality_threshold: Annotated[
+        float | None,
+        typer.Option(help="Least learned quality score kept; default: the model's own; 0 scores without dropping."),
+    ] = None,
+    learned_quality: Annotated[
+        bool, typer.Option(help="Run the learned quality stage (writes a quality column).")
+    ] = True,
+    quality_lm: Annotated[
+        bool, typer.Option(help="Let the quality stage read the embedded LLM's hidden states (more precise, slower).")
+    ] = True,
     embeddings: Annotated[bool, typer.Option(help="Run the embedding stages (semantic dedup, labels).")] = True,
     seeds: Annotated[bool, typer.Option(help="Put the registry's seed requests first, as rows of the corpus.")] = True,
     embedding_cache: Annotated[Path | None, typer.Option(help="Embedding cache folder.")] = None,
@@ -294,8 +321,8 @@ def filter_command(
     judge_cache: JudgeCache = None,
     progress: Annotated[bool, typer.Option(help="Show the judge's progress bar.")] = True,
 ) -> None:
-    """Filter candidate requests: quality rules, exact, near and semantic duplicates, label consistency, and
-    optionally an LLM judge of each row's task."""
+    """Filter candidate requests: quality rules, exact and near duplicates, the learned quality score, semantic
+    duplicates, label consistency, and optionally an LLM judge of each row's task."""
     from instructir.prompts.candidates import read_many, write_filtered
     from instructir.prompts.embed import Embedder
     from instructir.prompts.filters.cascade import FilterConfig, default_stages, filter_candidates, seed_rows
@@ -308,6 +335,9 @@ def filter_command(
             semantic_threshold=semantic_threshold,
             label_margin=label_margin,
             topic_threshold=topic_threshold,
+            quality_threshold=quality_threshold,
+            learned_quality=learned_quality,
+            quality_lm=quality_lm,
         )
         rows = read_many(candidates)
     except (ValueError, FileNotFoundError) as error:

@@ -2,7 +2,8 @@
 
 Every other module looks tasks up here. A task has a stable integer id (stored in corpora, datasets and the
 model's intent classifier, so never renumber), a description that tells an LLM what the requests are about,
-hand-written seed requests in many registers, and the names of the degradations that produce its training pairs.
+hand-written seed requests in many registers, the names of the degradations that produce its training pairs, and
+situations: what went wrong with a photo and why, which attribute-conditioned generation draws one of per call.
 
 The ids of the first seven tasks follow the class order of the official InstructIR text head
 (noise, blur, rain, haze, low light, super-resolution, enhancement), so an official checkpoint's intent logits
@@ -37,6 +38,7 @@ class Task:
     description: str
     seeds: tuple[str, ...]
     degradations: tuple[str, ...]
+    situations: tuple[str, ...] = ()
 
 
 _TASKS: tuple[Task, ...] = (
@@ -60,6 +62,15 @@ _TASKS: tuple[Task, ...] = (
             "Can you make the image less fuzzy-dotty? It looks like static on an old TV.",
         ),
         degradations=("gaussian_noise", "poisson_noise"),
+        situations=(
+            "taken on a phone at night, so it came out grainy",
+            "shot at ISO 6400 indoors, full of coloured speckles",
+            "an old film scan with heavy grain",
+            "a concert shot in a dark hall, covered in noise",
+            "a screenshot from a night-vision security camera, all static",
+            "zoomed in on a phone in dim light, so it looks sandy",
+            "taken with a cheap webcam in a dark room, noisy and speckled",
+        ),
     ),
     Task(
         id=1,
@@ -82,6 +93,15 @@ _TASKS: tuple[Task, ...] = (
             "fix the shaky blur",
         ),
         degradations=("gaussian_blur", "motion_blur"),
+        situations=(
+            "taken from a moving car, so everything is smeared",
+            "the camera focused on the background, so the face is soft",
+            "a hand-held shot in dim light that came out shaky",
+            "the kids were running, so they are motion-blurred",
+            "a photo of a document that is out of focus",
+            "taken through binoculars and a bit blurry",
+            "a sports shot where the player is a blur",
+        ),
     ),
     Task(
         id=2,
@@ -103,6 +123,14 @@ _TASKS: tuple[Task, ...] = (
             "i want this photo without the rain",
         ),
         degradations=("rain",),
+        situations=(
+            "taken in a downpour, with rain streaks across the whole frame",
+            "shot through a rainy window, with drops on the glass",
+            "a street at night in the rain, with white streaks everywhere",
+            "a wedding photo outdoors when a shower started",
+            "a football match in heavy rain",
+            "a car dashboard camera frame with raindrops and streaks",
+        ),
     ),
     Task(
         id=3,
@@ -125,6 +153,14 @@ _TASKS: tuple[Task, ...] = (
             "the skyline is all foggy, clean it",
         ),
         degradations=("haze",),
+        situations=(
+            "a mountain view on a foggy morning, grey and washed out",
+            "a city skyline in smog, with no contrast",
+            "a lake at dawn covered in mist",
+            "a drone shot through haze, where the far hills vanish",
+            "a beach photo on a humid day, milky and faded",
+            "a forest in thick fog, where the trees are barely visible",
+        ),
     ),
     Task(
         id=4,
@@ -146,6 +182,14 @@ _TASKS: tuple[Task, ...] = (
             "Turn up the light in this photo, it looks like it was taken at midnight.",
         ),
         degradations=("low_light",),
+        situations=(
+            "taken in a candlelit restaurant, far too dark",
+            "a night street on a phone, underexposed",
+            "an indoor party with the lights off, faces lost in shadow",
+            "a backlit portrait where the face came out dark",
+            "a sunset shot where the foreground is nearly black",
+            "a basement photo with one weak bulb",
+        ),
     ),
     Task(
         id=5,
@@ -168,6 +212,14 @@ _TASKS: tuple[Task, ...] = (
             "I need this image at double the size with crisp edges.",
         ),
         degradations=("bicubic_downsample",),
+        situations=(
+            "a tiny thumbnail saved from an old website",
+            "a crop of a group photo that is now only a few pixels wide",
+            "a picture sent over a messaging app that shrank it",
+            "a low-resolution photo from a 2005 phone",
+            "a small profile picture that needs printing at poster size",
+            "a zoomed-in screenshot that turned blocky and pixelated",
+        ),
     ),
     Task(
         id=6,
@@ -190,6 +242,14 @@ _TASKS: tuple[Task, ...] = (
             "Retouch this portrait so the skin tones look right.",
         ),
         degradations=("retouch",),
+        situations=(
+            "wedding photos with a yellow cast and washed-out colours",
+            "a landscape that looks dull and flat",
+            "an old print whose colours faded to brown",
+            "a product photo with the wrong white balance",
+            "a portrait where the skin tones look green",
+            "a sunset shot that came out too bright and pale",
+        ),
     ),
     Task(
         id=7,
@@ -212,6 +272,14 @@ _TASKS: tuple[Task, ...] = (
             "plz improve",
         ),
         degradations=(),
+        situations=(
+            "looks a bit off, but they cannot say why",
+            "needs to look good for a job profile",
+            "is an old family photo they want to look its best",
+            "is going on social media and should stand out",
+            "looks amateur next to their friends' photos",
+            "is for a printed album and should look professional",
+        ),
     ),
 )
 

@@ -225,7 +225,7 @@ def test_generalization_cli_with_baselines_and_psnr_by_wording(tmp_path, files, 
     assert metrics["accuracy"] > 4 * chance and metrics["probe"]["accuracy"] > 4 * chance
     assert set(metrics["per_task"]) == set(task_names())
     for section in (metrics, metrics["probe"]):
-        assert set(section["baselines"]) == {"seeds", "templates"}
+        assert set(section["baselines"]) == {"seeds", "templates", "seeds_templates"}
         assert all(0.25 < scores["accuracy"] <= 1 for scores in section["baselines"].values())
         assert 0 <= section["macro_f1"] <= 1
     assert len(metrics["misclassified"]) == round((1 - metrics["accuracy"]) * metrics["count"])
@@ -263,8 +263,19 @@ def test_ablation_and_routing_clis_on_small_sets(tmp_path, files, cache, checkpo
     assert done.returncode == 0, done.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     sets = {entry["set"]: entry for entry in metrics["sets"]}
-    assert list(sets) == ["templates", "seeds", "corpus-40", "corpus-120", "diverse-120", "corpus-full"]
+    assert list(sets) == [
+        "templates",
+        "seeds",
+        "seeds+templates",
+        "corpus-40",
+        "corpus-120",
+        "diverse-120",
+        "corpus-full",
+        "corpus+seeds+templates",
+    ]
     assert sets["corpus-full"]["size"] == 480 and sets["diverse-120"]["size"] == 120
+    hand = sets["seeds"]["size"] + sets["templates"]["size"]
+    assert sets["seeds+templates"]["size"] == hand and sets["corpus+seeds+templates"]["size"] == 480 + hand
     assert all(
         entry["runs"] == 2 and 0 <= entry["accuracy"] <= 1 and entry["accuracy_std"] >= 0 for entry in sets.values()
     )

@@ -178,3 +178,82 @@ def test_garbage_replies_are_counted_and_the_task_gives_up_at_its_call_limit(tmp
     summary = json.loads((tmp_path / "summary.json").read_text())["tasks"]["superres"]
     assert summary["candidates"] == 0 and summary["reached_target"] is False
     assert summary["rejects_by_reason"] == {"preamble_or_chatter": 14}
+
+
+def planned(mode: str, index: int = 0, pool: tuple[str, ...] = (), **settings):
+    """One planned call of the derain task, for a backend that is only a name and a model."""
+    from types import SimpleNamespace
+
+    from instructir.prompts.generate import GenerationConfig, plan_call
+    from instructir.prompts.templates import load_templates
+    from instructir.tasks import get_task
+
+    config = GenerationConfig(style="continue", mode=mode, seed=5, **settings)
+    backend = SimpleNamespace(name="local", model="m")
+    return plan_call(get_task("derain"), index, 0, list(pool), backend, config, load_templates())
+
+
+def test_plain_prompts_are_unchanged_so_committed_runs_still_replay_from_their_caches():
+    from instructir.prompts.generate import GenerationConfig, plan_call
+    from instructir.prompts.templates import load_templates
+    from instructir.tasks import get_task
+
+    run = REPO / "corpus" / "runs" / "seed-0003"
+    settings = json.loads((run / "summary.json").read_text())["config"]
+    row = next(r for r in pq.read_table(run / "candidates.parquet").to_pylist() if r["round"] == 0)
+    config = GenerationConfig(per_task=400, seed=3, style="continue", seeds_per_prompt=4, generated_per_prompt=1)
+    assert settings["seed"] == 3 and settings["seeds_per_prompt"] == 4 and settings["generated_per_prompt"] == 1
+    from types import SimpleNamespace
+
+    backend = SimpleNamespace(name=row["backend"], model=row["model"])
+    call = plan_call(get_task(row["task"]), row["call_index"], 0, [], backend, config, load_templates())
+    assert call.key == row["fingerprint"] and call.attributes == {}
+
+
+def test_attribute_prompts_carry_the_drawn_situation_and_rewrites_their_source():
+    from instructir.tasks import get_task
+
+    task = get_task("derain")
+    attributed = [planned("attributes", i) for i in range(6)]
+    for call in attributed:
+        prompt = "\n".join(text for _, text in call.request.messages)
+        assert call.attributes["situation"] in task.situations and call.attributes["situation"] in prompt
+        assert call.attributes["subject"] in prompt and call.attributes["channel"] in prompt
+    assert len({c.attributes["situation"] for c in attributed}) > 1, "situations must vary between calls"
+    assert planned("attributes", 3).key == attributed[3].key, "a call is fixed by the run seed and its index"
+    pool = ("the rain ruined my wedding photo, remove it",)
+    rewrites = [planned("rewrite", i, pool) for i in range(8)]
+    for call in rewrites:
+        assert call.attributes["source"] in (*task.seeds, *pool)
+        assert f'"{call.attributes["source"]}"' in call.request.messages[-1][1]
+    assert planned("plain").attributes == {}
+
+
+def test_a_users_examples_replace_the_seeds_shown_for_their_task():
+    from instructir.tasks import get_task
+
+    mine = (("derain", "raindrops all over my lens, wipe them"), ("derain", "storm streaks everywhere pls fix"))
+    call = planned("plain", examples=mine, seeds_per_prompt=2, generated_per_prompt=0)
+    shown = call.request.messages[-1][1]
+    assert all(text in shown for _, text in mine)
+    assert not any(seed in shown for seed in get_task("derain").seeds)
+    other = planned("plain", examples=(("denoise", "less grain"),), seeds_per_prompt=2, generated_per_prompt=0)
+    assert "less grain" not in other.request.messages[-1][1], "examples of another task are not shown"
+
+
+def test_generate_cli_writes_mode_columns_and_refuses_a_bad_mode_or_examples_file(server, tmp_path):
+    examples = tmp_path / "mine.jsonl"
+    examples.write_text('{"text": "raindrops on my lens, wipe them", "task": "derain"}\n')
+    out = tmp_path / "run"
+    args = ("--tasks", "derain", "--per-task", "6", "--mode", "attributes", "--examples", str(examples))
+    result = run_cli(*generate_args(server.url, out, *args))
+    assert result.returncode == 0, result.stderr
+    rows = pq.read_table(out / "candidates.parquet").to_pylist()
+    assert {r["mode"] for r in rows} == {"attributes"}
+    assert all(json.loads(r["attributes"])["situation"] for r in rows)
+    assert json.loads((out / "summary.json").read_text())["config"]["examples"] == 1
+    bad = run_cli(*generate_args(server.url, tmp_path / "b", "--mode", "poetry"))
+    assert bad.returncode == 2 and "unknown generation mode 'poetry'" in bad.stderr
+    (tmp_path / "broken.jsonl").write_text('{"text": "x", "task": "cooking"}\n')
+    broken = run_cli(*generate_args(server.url, tmp_path / "c", "--examples", str(tmp_path / "broken.jsonl")))
+    assert broken.returncode == 2 and "unknown task 'cooking'" in broken.stderr

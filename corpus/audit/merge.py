@@ -3,7 +3,8 @@
 Each labeller labelled a disjoint share of the drawn rows plus the same shared rows; a shared row takes the
 majority answer (ties: the first labeller's). Every row gets its fit/test split from the keyed hash.
 
-    python corpus/audit/merge.py --drawn corpus/audit/unlabelled*.jsonl --labels corpus/audit/work/labels-*.jsonl
+    python corpus/audit/merge.py --labels corpus/audit/work/labels-*.jsonl \
+        --drawn corpus/audit/unlabelled.jsonl corpus/audit/unlabelled-2.jsonl corpus/audit/unlabelled-modes.jsonl
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import numpy as np
 from instructir.analysis.intent import HeadTraining, classification_metrics, head_predict, train_head
 from instructir.analysis.labelled import LabelledTexts, embed_texts
 from instructir.analysis.report import Report
-from instructir.analysis.templates import seed_requests, template_requests
+from instructir.analysis.templates import seed_requests, seeds_and_templates, template_requests
 from instructir.prompts.embed import DEFAULT_ENCODER
 
 DEFAULT_SIZES = (1000, 3000, 10000)
@@ -28,6 +28,8 @@ _COLOURS = {
     "random": "tab:blue",
     "full": "tab:blue",
     "diverse": "tab:red",
+    "seeds+templates": "tab:olive",
+    "corpus+seeds+templates": "tab:purple",
 }
 
 
@@ -85,14 +87,24 @@ def ablation_metrics(
     """Held-out accuracy and macro-F1 of the head per prompt set, over ``repeats`` seeds (seed, seed+1, ...)."""
     from tqdm.auto import tqdm
 
-    sets = {"templates": template_requests(seed=seed), "seeds": seed_requests(), "corpus": corpus}
+    hand = seeds_and_templates(seed=seed)
+    sets = {
+        "templates": template_requests(seed=seed),
+        "seeds": seed_requests(),
+        "seeds+templates": hand,
+        "corpus": corpus,
+        "corpus+seeds+templates": LabelledTexts(
+            corpus.texts + hand.texts, np.concatenate([corpus.labels, hand.labels]), f"{corpus.name}+seeds+templates"
+        ),
+    }
     vectors = {name: embed_texts(texts.texts, encoder, cache_dir, progress) for name, texts in sets.items()}
     real_vectors = embed_texts(real.texts, encoder, cache_dir, progress)
-    plans = [("templates", "templates", None), ("seeds", "seeds", None)]
+    plans = [("templates", "templates", None), ("seeds", "seeds", None), ("seeds+templates", "seeds+templates", None)]
     plans += [(f"corpus-{_short(n)}", "random", n) for n in sizes if n < len(corpus)]
     if diverse is not None and diverse < len(corpus):
         plans.append((f"diverse-{_short(diverse)}", "diverse", diverse))
     plans.append(("corpus-full", "full", len(corpus)))
+    plans.append(("corpus+seeds+templates", "corpus+seeds+templates", None))
     runs = []
     jobs = [(plan, repeat) for plan in plans for repeat in range(repeats)]
     for (name, kind, size), repeat in tqdm(jobs, desc="ablation", disable=not progress):
@@ -196,10 +208,12 @@ def curve_figure(sets: list[dict[str, Any]]):
             ("registry seeds", _COLOURS["seeds"]),
             ("random corpus subset / full corpus", _COLOURS["random"]),
             ("diversity-pruned subset", _COLOURS["diverse"]),
+            ("seeds + templates", _COLOURS["seeds+templates"]),
+            ("corpus + seeds + templates", _COLOURS["corpus+seeds+templates"]),
         )
     ]
     fig.tight_layout()
-    fig.legend(handles=handles, loc="upper center", ncols=4, fontsize=8, bbox_to_anchor=(0.5, 0.0))
+    fig.legend(handles=handles, loc="upper center", ncols=3, fontsize=8, bbox_to_anchor=(0.5, 0.0))
     return fig
 
 

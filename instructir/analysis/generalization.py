@@ -25,11 +25,11 @@ from instructir.analysis.intent import (
 )
 from instructir.analysis.labelled import LabelledTexts, embed_texts
 from instructir.analysis.report import Report
-from instructir.analysis.templates import seed_requests, task_templates, template_requests
+from instructir.analysis.templates import seed_requests, seeds_and_templates, task_templates, template_requests
 from instructir.prompts.embed import DEFAULT_ENCODER
 from instructir.tasks import all_tasks, get_task
 
-BASELINES = ("seeds", "templates")
+BASELINES = ("seeds", "templates", "seeds_templates")
 CONDITIONS = ("real", "corpus", "template", "other_task", "empty")
 MISCLASSIFIED_SHOWN = 100
 
@@ -75,10 +75,16 @@ def generalization_metrics(
 ) -> tuple[dict[str, Any], dict[str, Predictions]]:
     """Metrics of head and probe trained on corpus, seeds and templates, tested on ``real``; and their answers.
 
-    The top level holds the corpus-trained head; "baselines" the seed- and template-trained heads; "probe" the
+    The top level holds the corpus-trained head; "baselines" the heads trained on the seeds, the templates and
+    both together ("seeds_templates"); "probe" the
     same for the logistic probe. The answers are those of the corpus-trained head and probe.
     """
-    sets = {"corpus": corpus, "seeds": seed_requests(), "templates": template_requests(seed=seed)}
+    sets = {
+        "corpus": corpus,
+        "seeds": seed_requests(),
+        "templates": template_requests(seed=seed),
+        "seeds_templates": seeds_and_templates(seed=seed),
+    }
     real_vectors = embed_texts(real.texts, encoder, cache_dir, progress)
     scores = {}
     for name, train in sets.items():

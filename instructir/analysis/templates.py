@@ -103,3 +103,11 @@ def seed_requests() -> LabelledTexts:
     """The registry's hand-written seed requests of every task."""
     pairs = [(text, task.id) for task in all_tasks() for text in task.seeds]
     return LabelledTexts([text for text, _ in pairs], np.array([label for _, label in pairs], dtype=int), "seeds")
+
+
+def seeds_and_templates(seed: int = 0) -> LabelledTexts:
+    """The registry's seeds and every template request together: all the hand-written requests this package has,
+    the strongest baseline an LLM-written corpus must beat."""
+    seeds, templates = seed_requests(), template_requests(seed=seed)
+    labels = np.concatenate([seeds.labels, templates.labels])
+    return LabelledTexts(seeds.texts + templates.texts, labels, "seeds+templates")

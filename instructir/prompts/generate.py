@@ -10,6 +10,7 @@ completed, and writes the same candidates.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import Counter
@@ -27,7 +28,7 @@ from instructir.prompts.llm import Backend, ChatRequest, Completion, Failure, Ou
 from instructir.prompts.parse import parse_reply
 from instructir.prompts.pricing import estimate_cost
 from instructir.prompts.rules import FormatRules, check_format, clean_text, normalise
-from instructir.prompts.templates import STYLES, PromptTemplates, build_messages, load_templates
+from instructir.prompts.templates import MODES, STYLES, PromptTemplates, build_messages, load_templates
 from instructir.tasks import Task
 
 CANDIDATE_SCHEMA = pa.schema(
@@ -51,6 +52,8 @@ CANDIDATE_SCHEMA = pa.schema(
         ("style", pa.string()),
         ("persona", pa.string()),
         ("register", pa.string()),
+        ("mode", pa.string()),
+        ("attributes", pa.string()),
     ]
 )
 REJECT_SCHEMA = pa.schema(
@@ -71,6 +74,8 @@ class GenerationConfig:
     per_task: int = 50
     seed: int = 0
     style: str = "instruct"
+    mode: str = "plain"
+    examples: tuple[tuple[str, str], ...] = ()
     seeds_per_prompt: int = 3
     generated_per_prompt: int = 2
     requests_per_call: int = 5
@@ -99,6 +104,13 @@ class GenerationConfig:
             raise ValueError(f"invalid generation setting(s): {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
         if self.style not in STYLES:
             raise ValueError(f"unknown prompt style {self.style!r}; choose from {', '.join(STYLES)}")
+        if self.mode not in MODES:
+            raise ValueError(f"unknown generation mode {self.mode!r}; choose from {', '.join(MODES)}")
+
+    def shown_examples(self, task: Task) -> tuple[str, ...]:
+        """The requests a call of ``task`` shows as examples: the user's own for that task, else its seeds."""
+        own = tuple(text for name, text in self.examples if name == task.name)
+        return own or task.seeds
 
     @property
     def reply_tokens(self) -> int:
@@ -132,6 +144,7 @@ class PlannedCall:
     register: str
     request: ChatRequest
     key: str
+    attributes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -167,15 +180,25 @@ def plan_call(
 ) -> PlannedCall:
     """Build call ``index`` of ``task`` from its own random generator, so it never depends on timing."""
     rng = np.random.default_rng([config.seed, task.id, index])
+    shown = config.shown_examples(task)
     from_pool = min(config.generated_per_prompt, len(pool))
-    from_seeds = min(config.seeds_per_prompt + config.generated_per_prompt - from_pool, len(task.seeds))
-    examples = [task.seeds[i] for i in rng.choice(len(task.seeds), size=from_seeds, replace=False)]
+    from_seeds = min(config.seeds_per_prompt + config.generated_per_prompt - from_pool, len(shown))
+    examples = [shown[i] for i in rng.choice(len(shown), size=from_seeds, replace=False)]
     examples += [pool[i] for i in rng.choice(len(pool), size=from_pool, replace=False)] if from_pool else []
     examples = [examples[i] for i in rng.permutation(len(examples))]
     persona = templates.personas[int(rng.integers(len(templates.personas)))]
     register = templates.registers[int(rng.integers(len(templates.registers)))]
+    attributes = draw_attributes(task, config.mode, list(shown) + list(pool), templates, rng)
     messages = build_messages(
-        templates, config.style, task.description, examples, config.requests_per_call, persona, register
+        templates,
+        config.style,
+        task.description,
+        examples,
+        config.requests_per_call,
+        persona,
+        register,
+        config.mode,
+        attributes,
     )
     request = ChatRequest(
         messages=messages,
@@ -193,7 +216,31 @@ def plan_call(
         register,
         request,
         fingerprint(backend.name, backend.model, request),
+        attributes,
     )
+
+
+def draw_attributes(
+    task: Task, mode: str, sources: Sequence[str], templates: PromptTemplates, rng: np.random.Generator
+) -> dict[str, str]:
+    """The situation one call writes about (attributes and rewrite modes): what the photo shows, what went
+    wrong, the device, where the person asks and a length; in rewrite mode also the request to restate."""
+    if mode == "plain":
+        return {}
+
+    def pick(options: Sequence[str]) -> str:
+        return options[int(rng.integers(len(options)))]
+
+    attributes = {
+        "subject": pick(templates.subjects),
+        "situation": pick(task.situations or (f"it needs someone to {task.description}",)),
+        "device": pick(templates.devices),
+        "channel": pick(templates.channels),
+        "length": pick(templates.lengths),
+    }
+    if mode == "rewrite":
+        attributes["source"] = pick(sources)
+    return attributes
 
 
 def calls_for_round(progress: TaskProgress, config: GenerationConfig) -> int:
@@ -314,6 +361,8 @@ def _candidate_row(
         "style": config.style,
         "persona": call.persona,
         "register": call.register,
+        "mode": config.mode,
+        "attributes": json.dumps(call.attributes, sort_keys=True) if call.attributes else None,
     }
 
 
@@ -466,7 +515,8 @@ def _summary(progress: Any, backend: Backend, config: GenerationConfig, seconds:
 
 
 def _config_dict(config: GenerationConfig) -> dict[str, Any]:
-    values = {name: getattr(config, name) for name in config.__dataclass_fields__ if name != "rules"}
+    values = {name: getattr(config, name) for name in config.__dataclass_fields__ if name not in ("rules", "examples")}
+    values["examples"] = len(config.examples)
     values["rules"] = dict(config.rules.__dict__)
     values["reply_tokens"] = config.reply_tokens
     values["stop_strings"] = list(config.stop_strings)

@@ -7,6 +7,14 @@ Two prompt styles share a system text and the cue lists:
   models stay on topic far better this way (on the filter's dev measure, the heading alone raised the share of
   candidates that survive filtering from 0.37 to 0.44).
 ``registers.txt`` and ``personas.txt`` hold one cue per line, sampled per call to vary tone, length and speaker.
+
+Three modes decide what a call asks for (AttrPrompt, Yu et al. 2023, for the second):
+- ``plain``: new requests like the examples, in the persona's voice and the register's tone.
+- ``attributes``: requests about one drawn situation: what the photo shows (``subjects.txt``), what went wrong and
+  why (the task's ``situations`` in the registry), the device (``devices.txt``), where the person asks
+  (``channels.txt``) and a length (``lengths.txt``); texts ``attributes.txt`` / ``attributes_list.txt``.
+- ``rewrite``: one source request (a seed, a user's example or an accepted row) restated under drawn attributes,
+  so the label comes from the source; texts ``rewrite.txt`` / ``rewrite_list.txt``.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from pathlib import Path
 from string import Template
 
 STYLES = ("instruct", "continue")
+MODES = ("plain", "attributes", "rewrite")
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,14 @@ class PromptTemplates:
     continue_list: Template
     registers: tuple[str, ...]
     personas: tuple[str, ...]
+    attributes: Template
+    attributes_list: Template
+    rewrite: Template
+    rewrite_list: Template
+    subjects: tuple[str, ...]
+    devices: tuple[str, ...]
+    channels: tuple[str, ...]
+    lengths: tuple[str, ...]
 
 
 def load_templates(folder: str | Path | None = None) -> PromptTemplates:
@@ -54,6 +71,14 @@ def load_templates(folder: str | Path | None = None) -> PromptTemplates:
         continue_list=Template(text("continue_list.txt")),
         registers=lines("registers.txt"),
         personas=lines("personas.txt"),
+        attributes=Template(text("attributes.txt")),
+        attributes_list=Template(text("attributes_list.txt")),
+        rewrite=Template(text("rewrite.txt")),
+        rewrite_list=Template(text("rewrite_list.txt")),
+        subjects=lines("subjects.txt"),
+        devices=lines("devices.txt"),
+        channels=lines("channels.txt"),
+        lengths=lines("lengths.txt"),
     )
 
 
@@ -65,17 +90,31 @@ def build_messages(
     count: int,
     persona: str,
     register: str,
+    mode: str = "plain",
+    attributes: dict[str, str] | None = None,
 ) -> tuple[tuple[str, str], ...]:
-    """The chat messages for one generation call in the given style."""
+    """The chat messages for one generation call in the given style and mode.
+
+    ``attributes`` holds the drawn subject, situation, device, channel and length (and the source request in
+    rewrite mode); plain mode ignores it.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown generation mode {mode!r}; choose from {', '.join(MODES)}")
     fields = {"description": description, "count": count, "persona": persona, "register": register}
+    fields.update(attributes or {})
+    asks = {
+        "plain": (templates.instruct, templates.continue_list),
+        "attributes": (templates.attributes, templates.attributes_list),
+        "rewrite": (templates.rewrite, templates.rewrite_list),
+    }
+    instruct, heading = asks[mode]
     if style == "instruct":
         listing = "\n".join(f"- {example}" for example in examples)
-        user = templates.instruct.substitute(fields, examples=listing)
+        user = instruct.substitute(fields, examples=listing)
         return (("system", templates.system), ("user", user))
     if style == "continue":
         listing = "".join(f"{n}. {example}\n" for n, example in enumerate(examples, start=1))
         user = templates.continue_.substitute(fields)
-        heading = templates.continue_list.substitute(fields)
-        assistant = f"{heading}\n{listing}{len(examples) + 1}."
+        assistant = f"{heading.substitute(fields)}\n{listing}{len(examples) + 1}."
         return (("system", templates.system), ("user", user), ("assistant", assistant))
     raise ValueError(f"unknown prompt style {style!r}; choose from {', '.join(STYLES)}")
