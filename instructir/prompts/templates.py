@@ -48,21 +48,35 @@ class PromptTemplates:
     lengths: tuple[str, ...]
 
 
+def template_folder(folder: str | Path | None = None) -> Path:
+    """``folder``, or the templates shipped with the package."""
+    return Path(folder) if folder else Path(str(resources.files("instructir.prompts") / "templates"))
+
+
+def read_template(name: str, folder: str | Path | None = None) -> str:
+    """One template's text, stripped; a missing file names the folder it was looked for in."""
+    path = template_folder(folder) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"template {name} is missing from {path.parent}")
+    return path.read_text(encoding="utf-8").strip()
+
+
+def template_lines(name: str, folder: str | Path | None = None) -> tuple[str, ...]:
+    """The non-blank lines of a one-cue-per-line template; an empty file is an error."""
+    found = tuple(line.strip() for line in read_template(name, folder).splitlines() if line.strip())
+    if not found:
+        raise ValueError(f"template {name} in {template_folder(folder)} has no lines")
+    return found
+
+
 def load_templates(folder: str | Path | None = None) -> PromptTemplates:
     """Read the templates from ``folder``, or the ones shipped with the package."""
-    root = Path(folder) if folder else resources.files("instructir.prompts") / "templates"
 
     def text(name: str) -> str:
-        path = root / name
-        if not path.is_file():
-            raise FileNotFoundError(f"template {name} is missing from {root}")
-        return path.read_text(encoding="utf-8").strip()
+        return read_template(name, folder)
 
     def lines(name: str) -> tuple[str, ...]:
-        found = tuple(line.strip() for line in text(name).splitlines() if line.strip())
-        if not found:
-            raise ValueError(f"template {name} in {root} has no lines")
-        return found
+        return template_lines(name, folder)
 
     return PromptTemplates(
         system=text("system.txt"),

@@ -25,7 +25,6 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -35,6 +34,7 @@ from instructir.prompts.filters.stage import Row, StageResult
 from instructir.prompts.generate import fetch_replies
 from instructir.prompts.llm import Backend, ChatRequest, Completion, Failure, Outcome, fingerprint, make_backend
 from instructir.prompts.pricing import estimate_cost
+from instructir.prompts.templates import read_template, template_lines
 from instructir.tasks import Task, all_tasks
 
 NOT_A_REQUEST = "none"
@@ -53,16 +53,11 @@ class JudgePrompt:
 
 def load_judge_prompt(folder: str | Path | None = None) -> JudgePrompt:
     """Read judge.txt, judge_request.txt and judge_not_a_request.txt from ``folder``, or the shipped ones."""
-    root = Path(folder) if folder else resources.files("instructir.prompts") / "templates"
-
-    def text(name: str) -> str:
-        path = root / name
-        if not path.is_file():
-            raise FileNotFoundError(f"template {name} is missing from {root}")
-        return path.read_text(encoding="utf-8").strip()
-
-    not_requests = tuple(line.strip() for line in text("judge_not_a_request.txt").splitlines() if line.strip())
-    return JudgePrompt(Template(text("judge.txt")), Template(text("judge_request.txt")), not_requests)
+    return JudgePrompt(
+        Template(read_template("judge.txt", folder)),
+        Template(read_template("judge_request.txt", folder)),
+        template_lines("judge_not_a_request.txt", folder),
+    )
 
 
 def judge_messages(prompt: JudgePrompt, tasks: Sequence[Task], text: str) -> tuple[tuple[str, str], ...]:
