@@ -59,6 +59,9 @@ class FilterSettings(_Section):
     semantic_threshold: float = Field(0.85, gt=0, le=1)
     label_margin: float = Field(0.3, ge=0, le=1)
     topic_threshold: float = Field(0.4, ge=-1, le=1)
+    learned_quality: bool = True
+    quality_lm: bool = True
+    quality_threshold: float | None = Field(None, ge=0, le=1)
     judge: JudgeSettings | None = None
 
 
@@ -257,7 +260,11 @@ _COMMENTS = {
     "generate": "LLM request generation (`instructir prompts generate`)",
     "backend": "local: embedded SmolLM2 (offline); openai: any OpenAI-compatible endpoint (set base_url)",
     "per_task": "accepted requests to generate per task",
-    "filter": "quality rules, exact/near/semantic dedup, label consistency (`instructir prompts filter`)",
+    "filter": "quality rules, exact/near dedup, learned quality, semantic dedup, label consistency "
+    "(`instructir prompts filter`)",
+    "learned_quality": "score every row with the learned quality model and drop those below its threshold",
+    "quality_lm": "let that model read the embedded LLM's hidden states (more precise; slower)",
+    "quality_threshold": "null = the model's own (cross-validated) threshold; 0 = score without dropping",
     "judge": "null, or an LLM judge of each row's task: {model: local} or {model: NAME, base_url: URL}",
     "dataset": "(instruction, degraded, clean) triples (`instructir data build`)",
     "corpus": "'generated' = this run's filtered corpus, or a shipped corpus name / Parquet file",

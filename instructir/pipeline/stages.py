@@ -68,6 +68,9 @@ def filter_requests(config: RunConfig, folder: Path, outputs: Outputs, progress:
         semantic_threshold=settings.semantic_threshold,
         label_margin=settings.label_margin,
         topic_threshold=settings.topic_threshold,
+        learned_quality=settings.learned_quality,
+        quality_lm=settings.quality_lm,
+        quality_threshold=settings.quality_threshold,
     )
     rows = seed_rows(resolve_tasks(config.generate.tasks or None)) + read_many([outputs["generate"]["candidates"]])
     embedder = Embedder(config.encoder) if settings.embeddings else None
