@@ -21,21 +21,22 @@ def read_audit(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def corpus_precision(corpus: list[dict[str, Any]], audit: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per audit half: the audit rows the corpus holds (same normalised text and task), how many are right, the
-    precision with its 95% interval, and the share of the half's right rows the corpus kept."""
+def held_precision(corpus: list[dict[str, Any]], labelled: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of the ``labelled`` rows the corpus holds (same normalised text and task): how many, how many are right,
+    the precision with its 95% interval, and the share of the labelled right rows the corpus kept."""
     held = {(normalise(row["text"]), row["task"]) for row in corpus}
-    result = {}
-    for half in ("fit", "test"):
-        rows = [r for r in audit if r["split"] == half]
-        kept = [r for r in rows if (normalise(r["text"]), r["task"]) in held]
-        right = sum(r["right"] for r in kept)
-        result[half] = {
-            "audit_rows": len(rows),
-            "kept": len(kept),
-            "right": right,
-            "precision": round(right / len(kept), 4) if kept else None,
-            "interval_95": [round(x, 4) for x in wilson_interval(right, len(kept))],
-            "recall_of_right_rows": round(right / max(sum(r["right"] for r in rows), 1), 4),
-        }
-    return result
+    kept = [r for r in labelled if (normalise(r["text"]), r["task"]) in held]
+    right = sum(r["right"] for r in kept)
+    return {
+        "audit_rows": len(labelled),
+        "kept": len(kept),
+        "right": right,
+        "precision": round(right / len(kept), 4) if kept else None,
+        "interval_95": [round(x, 4) for x in wilson_interval(right, len(kept))],
+        "recall_of_right_rows": round(right / max(sum(r["right"] for r in labelled), 1), 4),
+    }
+
+
+def corpus_precision(corpus: list[dict[str, Any]], audit: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``held_precision`` on each half of the audit set."""
+    return {half: held_precision(corpus, [r for r in audit if r["split"] == half]) for half in ("fit", "test")}
