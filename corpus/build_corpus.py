@@ -1,7 +1,8 @@
 """Build the shipped request corpus from the generation runs in corpus/runs/: filter, then write the package data.
 
 Reads every candidate of every run in corpus/runs/ (kept or dropped by the run's own inline filter, and the lines
-past its quota: `read_run_pool`), puts the registry's seed requests first, runs the cascade (quality rules, exact
+past its quota: `read_run_pool`), puts the registry's seed requests first, drops any row that repeats a request of
+the synthetic-to-real test set (tests/data/real_requests.jsonl), runs the cascade (quality rules, exact
 and near duplicates, the learned quality stage, semantic duplicates) and writes
 instructir/data/instructir-requests/{corpus.parquet, summary.json, README.md}; the rejects go to
 corpus/build/rejects.parquet for inspection.
@@ -21,12 +22,14 @@ import json
 import sys
 from pathlib import Path
 
+from instructir.analysis.labelled import load_labelled
 from instructir.io import write_json
 from instructir.prompts.audit import corpus_precision, held_precision, read_audit
 from instructir.prompts.candidates import read_run_pool, write_rows
 from instructir.prompts.corpus import SHIPPED_CORPUS, write_card
 from instructir.prompts.embed import Embedder
 from instructir.prompts.filters.cascade import FilterConfig, default_stages, filter_candidates, seed_rows
+from instructir.prompts.filters.decontaminate import Decontaminate
 from instructir.tasks import all_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +46,7 @@ def measure(kept: list[dict], out: Path) -> list[str]:
     """The card's measurements: precision on the audit set and on a labelled sample of the corpus itself, and the
     synthetic-to-real ablation; also as JSON."""
     from instructir.analysis.ablation import ablation_metrics
-    from instructir.analysis.labelled import from_pairs, load_labelled
+    from instructir.analysis.labelled import from_pairs
     from instructir.hardware import best_cpu_dtype
 
     precision = corpus_precision(kept, read_audit(AUDIT))
@@ -100,7 +103,8 @@ def main() -> int:
         return 2
     config = FilterConfig(quality_threshold=args.quality_threshold, labels=False, topic=False)
     rows = seed_rows(all_tasks()) + [row for run in runs for row in read_run_pool(run)]
-    result = filter_candidates(rows, default_stages(config, Embedder(dtype="float32")))
+    unseen = Decontaminate(load_labelled(REAL).texts)
+    result = filter_candidates(rows, [unseen, *default_stages(config, Embedder(dtype="float32"))])
     generation = [{"name": run.name, **json.loads((run / "summary.json").read_text())} for run in runs]
     args.out.mkdir(parents=True, exist_ok=True)
     write_rows(result.kept, args.out / "corpus.parquet")

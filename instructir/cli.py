@@ -190,6 +190,12 @@ def generate_command(
         bool, typer.Option("--filter/--no-filter", help="Run the filter cascade after every round.")
     ] = False,
     encoder: Annotated[str, typer.Option(help="Sentence encoder for --filter.")] = "all-MiniLM-L6-v2",
+    learned_quality: Annotated[
+        bool, typer.Option(help="With --filter: run the learned quality stage every round.")
+    ] = True,
+    quality_lm: Annotated[
+        bool, typer.Option(help="With --filter: let the quality stage read the LLM's hidden states.")
+    ] = True,
     judge_model: JudgeModel = None,
     judge_base_url: JudgeBaseUrl = None,
     judge_backend: JudgeBackend = None,
@@ -248,7 +254,8 @@ def generate_command(
         from instructir.prompts.embed import Embedder
         from instructir.prompts.filters.cascade import FilterConfig, default_stages, inline_filter
 
-        stages = default_stages(FilterConfig(), Embedder(encoder)) + ([judge] if judge else [])
+        filter_config = FilterConfig(learned_quality=learned_quality, quality_lm=quality_lm)
+        stages = default_stages(filter_config, Embedder(encoder)) + ([judge] if judge else [])
         per_round = inline_filter(stages, selected)
     judged = f" (judge answers in {judge.cache.path})" if judge else ""
     try:

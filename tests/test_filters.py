@@ -300,3 +300,14 @@ def test_int8_refusals_say_what_to_do(tmp_path):
     bad = run_cli("prompts", "filter", str(source), "--out", str(tmp_path / "out"), "--embed-dtype", "int16")
     assert bad.returncode == 2 and "dtype must be one of auto, bfloat16, float32, int8" in bad.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_decontamination_drops_rows_that_repeat_an_evaluation_request_whatever_their_case_and_punctuation():
+    from instructir.prompts.filters.decontaminate import Decontaminate
+
+    stage = Decontaminate(["fix it", "too dark, brighten it"])
+    result = stage.run(
+        rows(("ambiguous", "Fix it."), ("lowlight", "Too dark - brighten it!"), ("ambiguous", "fix it now"))
+    )
+    assert [r["text"] for r in result.kept] == ["fix it now"]
+    assert {r["reason"] for r in result.dropped} == {"in_evaluation_set"} and len(result.dropped) == 2

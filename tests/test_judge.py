@@ -250,7 +250,8 @@ def test_generate_with_filter_and_judge_keeps_only_what_the_judge_agrees_with(tm
         judge = ["--judge-model", "m", "--judge-base-url", server.url]
         alone = run_cli(*args, "--tasks", "denoise", "--per-task", "2", *judge)
         assert alone.returncode == 2 and "add --filter" in alone.stderr
-        result = run_cli(*args, "--tasks", "denoise,lowlight", "--per-task", "4", "--filter", *judge)
+        isolate = ("--no-learned-quality",)  # so the rows the judge disagrees with reach it
+        result = run_cli(*args, "--tasks", "denoise,lowlight", "--per-task", "4", "--filter", *isolate, *judge)
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["judge"]["calls"] > 0 and (out / "judge_cache.sqlite").is_file()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import REPO, run_cli
 
+from instructir.prompts.audit import corpus_precision, read_audit
 from instructir.prompts.corpus import SHIPPED_CORPUS, load_corpus, shipped_corpora
 from instructir.prompts.embed import Embedder
 from instructir.prompts.filters.cascade import FilterConfig
 from instructir.prompts.filters.quality import QualityRules
+from instructir.prompts.filters.quality_model import load_quality_model
 from instructir.prompts.rules import normalise
 from instructir.tasks import all_tasks
 
@@ -29,9 +31,19 @@ def test_the_corpus_ships_and_loads_by_its_short_name(rows):
 
 def test_the_corpus_meets_its_size_minimums(rows):
     counts = {task.name: sum(row["task"] == task.name for row in rows) for task in all_tasks()}
-    assert len(rows) >= 10_000
-    assert all(counts[task.name] >= 1_000 for task in all_tasks() if task.degradations), counts
-    assert counts["ambiguous"] >= 300
+    assert len(rows) >= 3_000
+    assert all(counts[task.name] >= 150 for task in all_tasks()), counts
+
+
+def test_every_generated_row_passed_the_learned_quality_stage(rows):
+    threshold = load_quality_model().threshold
+    generated = [row for row in rows if row["source"] != "seed"]
+    assert generated and all(row["quality"] >= threshold for row in generated)
+
+
+def test_the_corpus_is_precise_on_the_hand_labelled_audit_test_half(rows):
+    measured = corpus_precision(rows, read_audit(REPO / "corpus" / "audit" / "labels.jsonl"))["test"]
+    assert measured["kept"] >= 30 and measured["precision"] >= 0.9, measured
 
 
 def test_no_exact_duplicates_and_every_row_passes_the_quality_rules(rows):
