@@ -136,6 +136,12 @@ JudgeBackend = Annotated[
 JudgeApiKeyEnv = Annotated[str, typer.Option(help="Environment variable that holds the judge's API key.")]
 JudgeConcurrency = Annotated[int, typer.Option(help="Concurrent judge requests (openai).")]
 JudgeRpm = Annotated[float | None, typer.Option(help="Judge requests-per-minute limit (openai).")]
+LearnedQualityOn = Annotated[
+    bool, typer.Option(help="Run the learned quality stage (writes a quality column; with generate: every round).")
+]
+QualityLm = Annotated[
+    bool, typer.Option(help="Let the quality stage read the embedded LLM's hidden states (more precise, slower).")
+]
 JudgeCache = Annotated[Path | None, typer.Option(help="Judge reply cache (SQLite); default: OUT/judge_cache.sqlite.")]
 
 
@@ -190,12 +196,8 @@ def generate_command(
         bool, typer.Option("--filter/--no-filter", help="Run the filter cascade after every round.")
     ] = False,
     encoder: Annotated[str, typer.Option(help="Sentence encoder for --filter.")] = "all-MiniLM-L6-v2",
-    learned_quality: Annotated[
-        bool, typer.Option(help="With --filter: run the learned quality stage every round.")
-    ] = True,
-    quality_lm: Annotated[
-        bool, typer.Option(help="With --filter: let the quality stage read the LLM's hidden states.")
-    ] = True,
+    learned_quality: LearnedQualityOn = True,
+    quality_lm: QualityLm = True,
     judge_model: JudgeModel = None,
     judge_base_url: JudgeBaseUrl = None,
     judge_backend: JudgeBackend = None,
@@ -306,12 +308,8 @@ def filter_command(
         float | None,
         typer.Option(help="Least learned quality score kept; default: the model's own; 0 scores without dropping."),
     ] = None,
-    learned_quality: Annotated[
-        bool, typer.Option(help="Run the learned quality stage (writes a quality column).")
-    ] = True,
-    quality_lm: Annotated[
-        bool, typer.Option(help="Let the quality stage read the embedded LLM's hidden states (more precise, slower).")
-    ] = True,
+    learned_quality: LearnedQualityOn = True,
+    quality_lm: QualityLm = True,
     embeddings: Annotated[bool, typer.Option(help="Run the embedding stages (semantic dedup, labels).")] = True,
     seeds: Annotated[bool, typer.Option(help="Put the registry's seed requests first, as rows of the corpus.")] = True,
     embedding_cache: Annotated[Path | None, typer.Option(help="Embedding cache folder.")] = None,
