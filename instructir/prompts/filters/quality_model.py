@@ -226,23 +226,22 @@ class LearnedQuality:
         candidates = rows
         if self.prefilter is not None:
             fast, cut = self.prefilter
-            candidates = []
-            for row, score in zip(rows, self.scores(rows, fast), strict=True):
-                if row.get("source") == "seed" or score >= cut:
-                    candidates.append(row)
-                else:
-                    row["quality"] = round(float(score), 4)
-                    result.drop(row, "low_quality_prefilter")
+            candidates = self._keep(rows, fast, cut, "low_quality_prefilter", result)
         cut = self.model.threshold if self.threshold is None else self.threshold
-        for row, score in zip(candidates, self.scores(candidates), strict=True):
+        result.kept = self._keep(candidates, self.model, cut, "low_quality", result)
+        return result
+
+    def _keep(self, rows: list[Row], model: QualityModel, cut: float, reason: str, result: StageResult) -> list[Row]:
+        """The rows ``model`` scores at ``cut`` or above (and the seeds), in order; the rest dropped as ``reason``.
+        Every row gets its score in ``quality``."""
+        kept = []
+        for row, score in zip(rows, self.scores(rows, model), strict=True):
             row["quality"] = round(float(score), 4)
             if row.get("source") == "seed" or score >= cut:
-                result.kept.append(row)
+                kept.append(row)
             else:
-                result.drop(row, "low_quality")
-        order = {id(row): n for n, row in enumerate(rows)}
-        result.kept.sort(key=lambda row: order[id(row)])
-        return result
+                result.drop(row, reason)
+        return kept
 
 
 NONE = "none"
