@@ -4,7 +4,6 @@ audit split and threshold choice behave as documented. Real encoder, real audit 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +11,13 @@ import pytest
 from conftest import REPO
 
 from instructir.analysis.templates import seed_requests
+from instructir.prompts.audit import audit_split, read_audit
 from instructir.prompts.embed import Embedder
 from instructir.prompts.filters.cascade import FilterConfig, default_stages, filter_candidates, seed_rows
 from instructir.prompts.filters.quality_model import (
     FAST_FILE,
     NONE,
     LearnedQuality,
-    audit_split,
     choose_threshold,
     fit_quality_model,
     load_quality_model,
@@ -75,7 +74,7 @@ def test_the_shipped_models_are_small_safetensors_without_pickle():
 
 
 def test_a_fitted_model_survives_save_and_load_and_ranks_held_out_rows(embedder, tmp_path):
-    rows = [json.loads(line) for line in AUDIT.read_text().splitlines()][:700]
+    rows = read_audit(AUDIT)[:700]
     fit, held = rows[:500], rows[500:]
     texts = [r["text"] for r in fit]
     classes = [r["true_task"] if r["request"] and r["true_task"] in task_names() else NONE for r in fit]
@@ -154,7 +153,7 @@ def test_a_file_that_is_not_a_quality_model_is_refused_with_a_reason(tmp_path):
 
 def test_the_audit_split_is_fixed_by_the_text_and_halves_the_set():
     assert audit_split("Remove the noise!") == audit_split("remove the  noise")
-    rows = [json.loads(line) for line in AUDIT.read_text().splitlines()]
+    rows = read_audit(AUDIT)
     assert all(r["split"] == audit_split(r["text"]) for r in rows)
     share = np.mean([r["split"] == "test" for r in rows])
     assert 0.45 < share < 0.55
@@ -170,7 +169,7 @@ def test_choose_threshold_takes_the_lowest_cut_that_reaches_the_precision():
 
 
 def test_audit_labels_are_complete_and_consistent():
-    rows = [json.loads(line) for line in AUDIT.read_text().splitlines()]
+    rows = read_audit(AUDIT)
     assert len(rows) >= 1200 and len({r["audit_id"] for r in rows}) == len(rows)
     for row in rows:
         assert row["true_task"] in (*task_names(), "none")

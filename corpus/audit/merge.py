@@ -18,13 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from instructir.io import write_json
-from instructir.prompts.filters.quality_model import audit_split
+from instructir.prompts.audit import audit_split, read_audit
 
 AUDIT = Path(__file__).resolve().parent
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def is_right(label: dict, task: str) -> bool:
@@ -78,8 +74,8 @@ def main() -> None:
     parser.add_argument("--labels", type=Path, nargs="+", required=True)
     parser.add_argument("--out", type=Path, default=AUDIT / "labels.jsonl")
     args = parser.parse_args()
-    drawn = {row["audit_id"]: row for path in args.drawn for row in read_jsonl(path)}
-    labels = [{row["audit_id"]: row for row in read_jsonl(path)} for path in args.labels]
+    drawn = {row["audit_id"]: row for path in args.drawn for row in read_audit(path)}
+    labels = [{row["audit_id"]: row for row in read_audit(path)} for path in args.labels]
     rows = []
     for audit_id, row in drawn.items():
         answers = [part[audit_id] for part in labels if audit_id in part]

@@ -20,6 +20,7 @@ import numpy as np
 from instructir.analysis.diversity import distinct_n, vendi_score
 from instructir.analysis.intent import wilson_interval
 from instructir.io import write_json
+from instructir.prompts.audit import read_audit
 from instructir.prompts.candidates import read_run_pool
 from instructir.prompts.embed import Embedder
 from instructir.prompts.filters.cascade import FilterConfig, learned_quality_stage
@@ -71,7 +72,7 @@ def main() -> None:
     parser.add_argument("--runs", default="mode-*")
     parser.add_argument("--json", type=Path, default=ROOT / "corpus" / "modes" / "report.json")
     args = parser.parse_args()
-    labels = [json.loads(line) for line in AUDIT.read_text(encoding="utf-8").splitlines() if line.strip()]
+    labels = read_audit(AUDIT)
     embedder = Embedder(dtype="float32")
     rules, stage = QualityRules(), learned_quality_stage(embedder, FilterConfig())
     runs = sorted(path.parent for path in (ROOT / "corpus" / "runs").glob(f"{args.runs}/candidates.parquet"))

@@ -22,6 +22,7 @@ from sklearn.metrics import roc_auc_score
 
 from instructir.analysis.templates import seed_requests, template_requests
 from instructir.io import write_json
+from instructir.prompts.audit import read_audit
 from instructir.prompts.embed import DEFAULT_ENCODER, Embedder
 from instructir.prompts.filters.quality import QualityRules
 from instructir.prompts.filters.quality_model import FAST_FILE, NONE, SHIPPED_FILE, QualityModel, fit_quality_model
@@ -73,7 +74,7 @@ def main() -> None:
     written = [seed_requests(), template_requests()]
     written_texts = [text for part in written for text in part.texts]
     written_tasks = [task_names()[int(i)] for part in written for i in part.labels]
-    rows = [json.loads(line) for line in args.labels.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_audit(args.labels)
     fit = [r for r in rows if r["split"] == "fit"]
     test = [r for r in rows if r["split"] == "test"]
     texts = [r["text"] for r in fit]
@@ -89,10 +90,10 @@ def main() -> None:
     }
     fast, fast_cv = fit_quality_model(**common, cs=(0.03, 0.1, 0.3))
     right = np.array([r["right"] for r in fit])
-    fast.threshold = recall_threshold(np.array(fast.info.pop("out_of_fold")), right, PREFILTER_RECALL)
+    fast.threshold = recall_threshold(fast_cv.pop("out_of_fold"), right, PREFILTER_RECALL)
     lm = (LM_ENCODER, lm_embedder.encode(texts), lm_embedder.encode(written_texts))
     full, full_cv = fit_quality_model(**common, lm=lm)
-    full.info.pop("out_of_fold")
+    full_cv.pop("out_of_fold")
     test_vectors = embedder.encode([r["text"] for r in test])
     test_lm = lm_embedder.encode([r["text"] for r in test])
     report = {

@@ -13,7 +13,6 @@ runs the LLM over every row (24 rows/s here).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -26,12 +25,10 @@ import numpy as np
 from instructir.prompts.embed import Embedder
 from instructir.prompts.filters.quality import has_request_cue
 from instructir.prompts.filters.stage import Row, StageResult
-from instructir.prompts.rules import normalise
 from instructir.tasks import task_names
 
 SHIPPED_FILE = "quality-v1.safetensors"
 FAST_FILE = "quality-v1-fast.safetensors"
-_AUDIT_KEY = b"instructir-audit-v1\x00"
 _SECOND_PERSON = re.compile(r"\b(?:you|your|you're|yours)\b", re.IGNORECASE)
 _FIRST_PERSON = re.compile(r"\b(?:i|my|me|i'm|i've|i'd|we|our|us)\b", re.IGNORECASE)
 _ASKS = re.compile(r"^(?:can|could|would|will|please|pls|plz)\b", re.IGNORECASE)
@@ -47,12 +44,6 @@ SIGNALS = (
     "digit_share",
     "upper_share",
 )
-
-
-def audit_split(text: str) -> str:
-    """ "fit" or "test" from a keyed hash of the normalised text: fixed whatever the row order or the sample."""
-    digest = hashlib.sha256(_AUDIT_KEY + normalise(text).encode("utf-8")).digest()
-    return "test" if digest[0] & 1 else "fit"
 
 
 def text_signals(texts: list[str]) -> np.ndarray:
@@ -271,7 +262,7 @@ def fit_quality_model(
     every fold's training rows at ``written_weight``; ``lm`` is (lm encoder name, the labelled rows' LM vectors,
     the written rows' LM vectors) for a model that reads them. The threshold is the lowest whose out-of-fold
     precision on the rows that pass the quality rules reaches ``target_precision``: those are the rows the stage
-    sees.
+    sees. The returned record also holds the chosen C's ``out_of_fold`` scores (not stored in the model).
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
@@ -332,8 +323,8 @@ def fit_quality_model(
         "rows_passing_rules": int(seen.sum()),
         **at,
     }
-    model = QualityModel(order, encoder, lm_name, scales, standardise, weight, bias, threshold, {"cv": record})
-    model.info["out_of_fold"] = out_of_fold[best_c].round(4).tolist()
+    model = QualityModel(order, encoder, lm_name, scales, standardise, weight, bias, threshold, {"cv": dict(record)})
+    record["out_of_fold"] = out_of_fold[best_c].round(4)
     return model, record
 
 
