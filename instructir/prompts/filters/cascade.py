@@ -83,11 +83,14 @@ def learned_quality_stage(embedder: Embedder, config: FilterConfig) -> LearnedQu
     from instructir.prompts.lm_embed import LMEmbedder
 
     fast = load_quality_model(shipped_model_path(FAST_FILE))
-    own = embedder if embedder.model_name == fast.encoder else Embedder(fast.encoder, dtype=embedder.dtype)
+    folder = embedder.cache_path.parent
+    own = embedder
+    if embedder.model_name != fast.encoder:
+        own = Embedder(fast.encoder, cache_dir=folder, dtype=embedder.dtype)
     if not config.quality_lm:
         return LearnedQuality(own, fast, threshold=config.quality_threshold)
     full = load_quality_model()
-    lm = LMEmbedder(cache_dir=embedder.cache_path.parent)
+    lm = LMEmbedder(cache_dir=folder)
     cut = config.quality_threshold
     return LearnedQuality(own, full, threshold=cut, lm_embedder=lm, prefilter=(fast, fast.threshold))
 
