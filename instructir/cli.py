@@ -618,7 +618,7 @@ def train_command(
     ] = None,
 ) -> None:
     """Train InstructIR on a dataset (L1 + intent cross-entropy, AdamW, warm-up + cosine, EMA)."""
-    from instructir.model.train import TrainConfig, TrainingError, train
+    from instructir.model.train import TrainConfig, TrainingError, print_status, train
 
     try:
         config = TrainConfig(
@@ -643,7 +643,8 @@ def train_command(
             workers=workers,
             compile=compile,
         )
-        result = train(config, resume=resume, show_progress=progress)
+        bar = progress and sys.stderr.isatty()
+        result = train(config, resume=resume, show_progress=bar, status=None if bar else print_status)
     except (ValueError, FileNotFoundError, FileExistsError, TrainingError) as error:
         fail(str(error))
     console.print(f"trained {result['steps']} steps; EMA weights: {result['final']}; log: {result['log']}")

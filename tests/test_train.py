@@ -18,6 +18,7 @@ from instructir.datasets.build import BuildConfig, build_dataset
 from instructir.datasets.instructions import InstructionPool
 from instructir.datasets.sources import sample_images
 from instructir.model.checkpoint import load_checkpoint
+from instructir.model.train import StatusLines, status_line
 from instructir.prompts.embed import Embedder
 
 TINY = ["--width", "8", "--enc-blks", "1,1", "--middle-blks", "1", "--dec-blks", "1,1"]
@@ -59,12 +60,28 @@ def test_a_short_cpu_training_on_denoising_beats_the_noisy_input(denoise_data, t
         *args, "--patch", "64", "--lr", "2e-3", "--warmup", "10", "--checkpoint-every", "150", *TINY, "--no-progress"
     )
     assert done.returncode == 0, done.stderr
+    assert "train: step 300/300 (100%), L1 0." in done.stderr, "off a terminal, training prints plain status lines"
+    assert "images/s, ETA 0m00s" in done.stderr
     restored, noisy = held_out_l1(out / "final.safetensors", denoise_data)
     assert restored < 0.8 * noisy, (restored, noisy)
     with (out / "log.csv").open() as handle:
         steps = [int(row["step"]) for row in csv.DictReader(handle)]
     assert steps[-1] == 300 and len(steps) == 30
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-0000150", "step-0000300"]
+    _, _, saved = load_checkpoint(out / "final.safetensors")
+    assert saved["extra"]["tasks"] == ["denoise"], "a checkpoint names the tasks it was trained on"
+
+
+def test_status_lines_give_step_rate_and_eta_at_most_every_interval():
+    lines: list[str] = []
+    status = StatusLines(lines.append, start=100, total=400, batch=8, every=3600.0)
+    status.update(101, torch.tensor(0.5))
+    assert lines == [], "no line before the interval has passed"
+    status.update(400, torch.tensor(0.25))
+    assert len(lines) == 1 and lines[0].startswith("train: step 400/400 (100%), L1 0.2500, ")
+    assert status_line(150, 400, 0.1, steps_done=50, seconds=100.0, batch=8) == (
+        "train: step 150/400 (38%), L1 0.1000, 4.0 images/s, ETA 8m20s"
+    )
 
 
 @pytest.mark.slow

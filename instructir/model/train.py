@@ -15,7 +15,9 @@ import csv
 import json
 import math
 import shutil
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,7 +192,12 @@ def latest_checkpoint(out: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
-def train(config: TrainConfig, resume: bool = False, show_progress: bool = True) -> dict[str, Any]:
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    show_progress: bool = True,
+    status: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Run (or resume) training and return the final metrics; writes checkpoints and logs under ``config.out``."""
     from accelerate import Accelerator
 
@@ -206,6 +213,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     local_batch = config.batch // world
     train_split = load_built(config.data, "train")
     texts = list(train_split["instruction"])
+    trained_ids = set(train_split["task"])
+    trained_tasks = [task.name for task in all_tasks() if task.id in trained_ids]
     pool = InstructionPool.from_corpus(config.corpus) if config.on_the_fly else None
     if pool is not None:
         texts += [text for group in pool.by_task.values() for text in group]
@@ -248,6 +257,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 
     bar = tqdm(total=config.steps, initial=start, desc="training", disable=not (show_progress and rank == 0))
     seen, clock, step = 0, time.monotonic(), start
+    heartbeat = StatusLines(status, start, config.steps, config.batch)
     watch = DivergenceWatch(accelerator.device)
     for batch in loader:
         degraded = batch["degraded"].to(accelerator.device, non_blocking=True)
@@ -272,6 +282,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         step += 1
         seen += clean.shape[0] * world
         bar.update()
+        heartbeat.update(step, l1)
         logging = step % config.log_every == 0 or step == config.steps
         checkpointing = step % config.checkpoint_every == 0 or step == config.steps
         if logging or checkpointing:
@@ -290,7 +301,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             seen, clock = 0, time.monotonic()
         if checkpointing and accelerator.is_main_process:
             live = (accelerator.unwrap_model(model), accelerator.unwrap_model(head))
-            _checkpoint(out, step, config, live, (ema_model, ema_head), optimizer, scheduler)
+            _checkpoint(out, step, config, live, (ema_model, ema_head), optimizer, scheduler, trained_tasks)
         accelerator.wait_for_everyone()
     bar.close()
     if writer is not None:
@@ -301,6 +312,40 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         if source is not None:
             shutil.copyfile(source / "ema.safetensors", final)
     return {"steps": config.steps, "final": str(final), "log": str(out / "log.csv")}
+
+
+class StatusLines:
+    """A plain line (step, L1, images/s, ETA) at most every ``every`` seconds, for logs where no bar shows.
+
+    The L1 is read back from the device only when a line is due, so the other steps never wait for it.
+    """
+
+    def __init__(
+        self, write: Callable[[str], None] | None, start: int, total: int, batch: int, every: float = 30.0
+    ) -> None:
+        self.write, self.start, self.total, self.batch, self.every = write, start, total, batch, every
+        self.began = self.last = time.monotonic()
+
+    def update(self, step: int, l1: torch.Tensor) -> None:
+        """Write a line if one is due (or this is the last step)."""
+        now = time.monotonic()
+        if self.write is None or (now - self.last < self.every and step < self.total):
+            return
+        self.last = now
+        self.write(status_line(step, self.total, float(l1.detach()), step - self.start, now - self.began, self.batch))
+
+
+def status_line(step: int, total: int, l1: float, steps_done: int, seconds: float, batch: int) -> str:
+    """``train: step 120/3000 (4%), L1 0.0412, 12.4 images/s, ETA 15m29s`` from the steps done in ``seconds``."""
+    rate = steps_done / seconds if seconds > 0 else 0.0
+    left = (total - step) / rate if rate > 0 else float("inf")
+    eta = "?" if math.isinf(left) else f"{int(left // 60)}m{int(left % 60):02d}s"
+    return f"train: step {step}/{total} ({step / total:.0%}), L1 {l1:.4f}, {rate * batch:.1f} images/s, ETA {eta}"
+
+
+def print_status(text: str) -> None:
+    """Write a status line to stderr at once (where progress bars go when stderr is a terminal)."""
+    print(text, file=sys.stderr, flush=True)
 
 
 class DivergenceWatch:
@@ -354,14 +399,17 @@ def _folder(out: Path, step: int) -> Path:
     return out / "checkpoints" / f"step-{step:07d}"
 
 
-def _checkpoint(out: Path, step: int, config: TrainConfig, live, ema, optimizer, scheduler) -> None:
-    """Write the live weights, the EMA weights and the training state into a folder that appears complete."""
+def _checkpoint(out: Path, step: int, config: TrainConfig, live, ema, optimizer, scheduler, tasks) -> None:
+    """Write the live weights, the EMA weights and the training state into a folder that appears complete.
+
+    ``tasks`` (the train split's task names) goes into each file's extra, so a restorer knows what it was taught.
+    """
     staging = out / "checkpoints" / f".staging-{step:07d}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     meta = _jsonable(config)
-    save_checkpoint(staging / "model.safetensors", *live, config=meta, extra={"step": step})
-    save_checkpoint(staging / "ema.safetensors", *ema, config=meta, extra={"step": step, "ema": True})
+    save_checkpoint(staging / "model.safetensors", *live, config=meta, extra={"step": step, "tasks": tasks})
+    save_checkpoint(staging / "ema.safetensors", *ema, config=meta, extra={"step": step, "ema": True, "tasks": tasks})
     state = {
         "step": step,
         "optimizer": optimizer.state_dict(),

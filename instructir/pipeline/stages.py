@@ -134,7 +134,7 @@ def build(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) -> 
 
 def train(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) -> dict[str, str]:
     """Train (or resume training) InstructIR on the dataset; multi-GPU through ``accelerate launch``."""
-    from instructir.model.train import TrainConfig, latest_checkpoint
+    from instructir.model.train import TrainConfig, latest_checkpoint, print_status
     from instructir.model.train import train as train_model
 
     settings = config.train
@@ -166,7 +166,7 @@ def train(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) -> 
     if settings.launcher == "accelerate":
         subprocess.run(accelerate_command(train_config, settings.num_processes, resume), check=True)
     else:
-        train_model(train_config, resume=resume, show_progress=progress)
+        train_model(train_config, resume=resume, show_progress=progress, status=None if progress else print_status)
     return {"checkpoint": str(model_folder / "final.safetensors"), "log": str(model_folder / "log.csv")}
 
 
