@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -512,7 +513,10 @@ class DatasetFormat(str, Enum):
 @data_app.command("build")
 def data_build_command(
     out: Annotated[Path, typer.Option(help="Output folder for the DatasetDict, its card, summary and rejects.")],
-    images: Annotated[Path | None, typer.Option(help="Folder of clean photos (searched recursively).")] = None,
+    images: Annotated[
+        list[Path] | None,
+        typer.Option(help="Folder of clean photos (searched recursively); repeat for more folders."),
+    ] = None,
     image_list: Annotated[Path | None, typer.Option(help="Text file of clean photo paths, one per line.")] = None,
     samples: Annotated[bool, typer.Option(help="Use the photos that ship inside installed wheels (offline).")] = False,
     paired: Annotated[
@@ -557,18 +561,21 @@ def data_build_command(
         )
         config.validate()
         refs = []
-        if images is not None:
-            refs += folder_images(images)
+        for folder in images or []:
+            refs += folder_images(folder)
         if image_list is not None:
             refs += listed_images(image_list)
         if samples:
             refs += sample_images()
         pairs = [pair for spec in paired or [] for pair in import_paired(spec)]
         pool = InstructionPool.from_corpus(corpus)
-        result = build_dataset(out, pool, refs, pairs, config, overwrite=overwrite, show_progress=progress)
+        with warnings.catch_warnings(record=True):
+            result = build_dataset(out, pool, refs, pairs, config, overwrite=overwrite, show_progress=progress)
     except (ValueError, KeyError, FileNotFoundError, FileExistsError, ImageError) as error:
         fail(str(error).strip('"'))
     summary = result.summary
+    for split in summary["empty_splits"]:
+        errors.print(f"[yellow]warning[/]: the {split} split is empty: too few photos decoded to give it one")
     table = Table("split", "samples", *[task.name for task in all_tasks()])
     for split, count in summary["by_split"].items():
         per_task = summary["by_task"][split]

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import datasets
@@ -17,7 +18,7 @@ import pytest
 from conftest import REPO, cli_env, run_cli
 from PIL import Image
 
-from instructir.datasets.build import BuildConfig, build_dataset
+from instructir.datasets.build import BuildConfig, build_dataset, missing_splits
 from instructir.datasets.instructions import InstructionPool
 from instructir.datasets.onthefly import OnTheFly, train_transform
 from instructir.datasets.sources import folder_images
@@ -125,6 +126,65 @@ def test_bad_files_are_skipped_with_reasons_and_the_rest_is_built(tmp_path, pool
     assert result.summary["inputs"]["clean_images"] == 8 and result.summary["samples"] == 5 * 4
     loaded = datasets.load_from_disk(str(tmp_path / "out"))
     assert all(row["clean"].mode == "RGB" for split in loaded for row in loaded[split])
+
+
+def broken_files(folder: Path) -> set[str]:
+    """Write the four kinds of broken photo a user's folder holds; return their names."""
+    good = photo((96, 128), 99)
+    buffer = io.BytesIO()
+    good.save(buffer, format="PNG")
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.jpg").write_bytes(b"not an image, just notes")
+    (folder / "cut.png").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    photo((20, 20), 98).save(folder / "icon.png")
+    return {"empty.png", "notes.jpg", "cut.png", "icon.png"}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_splits_go_to_photos_that_decode_so_no_split_is_lost_to_a_broken_file(tmp_path, pool, seed):
+    folder = photo_folder(tmp_path / "photos", 9)
+    broken = broken_files(folder)
+    config = BuildConfig(tasks=("denoise",), per_image=2, patch=64, seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = build_dataset(tmp_path / "out", pool, folder_images(folder), config=config)
+    summary = result.summary
+    assert all(summary["by_split"][split] >= 2 for split in ("train", "validation", "test")), summary["by_split"]
+    assert summary["empty_splits"] == []
+    assert {reject["name"] for reject in result.rejects} == broken
+    assert summary["inputs"]["clean_images"] == 13 and summary["inputs"]["photos_used"] == 13 - 4
+    assert set(datasets.load_from_disk(str(tmp_path / "out"))) == {"train", "validation", "test"}
+
+
+def test_a_split_that_should_hold_photos_but_holds_none_is_named():
+    config = BuildConfig(validation_fraction=0.1, test_fraction=0.1)
+    assert missing_splits({"train": 8, "validation": 0, "test": 2}, photos=3, config=config) == ["validation"]
+    assert missing_splits({"train": 8, "validation": 0, "test": 0}, photos=2, config=config) == []
+    no_test = BuildConfig(validation_fraction=0.1, test_fraction=0.0)
+    assert missing_splits({"train": 8, "validation": 2, "test": 0}, photos=5, config=no_test) == []
+    assert missing_splits({"train": 0, "validation": 2, "test": 2}, photos=5, config=config) == ["train"]
+
+
+def test_same_named_photos_in_two_folders_are_two_photos(tmp_path, pool):
+    one = tmp_path / "one"
+    one.mkdir()
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    for folder, name, seed in ((a, "img.png", 0), (a, "cat.png", 1), (b, "img.png", 2), (b, "rocket.png", 3)):
+        photo((96, 128), seed).save(folder / name)
+        photo((96, 128), seed).save(one / f"{folder.name}-{name}")
+    args = ["data", "build", "--tasks", "denoise", "--per-image", "1", "--patch", "64", "--no-progress"]
+    both = run_cli(*args, "--images", str(a), "--images", str(b), "--out", str(tmp_path / "both"))
+    single = run_cli(*args, "--images", str(one), "--out", str(tmp_path / "single"))
+    assert both.returncode == 0 and single.returncode == 0, both.stderr + single.stderr
+    counts = [json.loads((tmp_path / name / "summary.json").read_text())["by_split"] for name in ("both", "single")]
+    assert counts[0] == counts[1] == {"train": 2, "validation": 1, "test": 1}
+    ids = [row["id"] for split in datasets.load_from_disk(str(tmp_path / "both")).values() for row in split]
+    assert sorted(name.split("/")[1] for name in ids) == ["cat.png", "img.png#1", "img.png#2", "rocket.png"]
+    again = run_cli(*args, "--images", str(a), "--images", str(a), "--out", str(tmp_path / "twice"))
+    summary = json.loads((tmp_path / "twice" / "summary.json").read_text())
+    assert again.returncode == 0 and summary["rejects_by_reason"] == {"duplicate": 2}
+    assert summary["inputs"]["photos_used"] == 2
 
 
 def test_cli_errors_say_what_to_do_and_exit_2(tmp_path):

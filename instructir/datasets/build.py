@@ -1,6 +1,8 @@
 """Build a Hugging Face DatasetDict of (instruction, degraded, clean) triples from clean photos and real pairs.
 
-Splits are made by source image (no photo is in two splits). Every sample's generator derives from
+Splits are made by source image (no photo is in two splits), over the photos that decode, so a broken file never
+takes a split's only photo. Same-named photos from different folders stay two photos. Every sample's generator
+derives from
 (seed, image name, task id, sample index), so the same inputs and seed give byte-identical files whatever the
 number of worker processes. The dataset is written under a temporary name and renamed when complete, so a killed
 build never leaves a folder that loads as a finished dataset. Unreadable or unsuitable images are skipped and
@@ -14,10 +16,11 @@ import json
 import os
 import shutil
 import time
+import warnings
 import zlib
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
@@ -165,20 +168,31 @@ def build_dataset(
         corpus.require(task.name for task in synthesised)
     corpus.require(sorted({pair.task for pair in pairs}))
     started = time.monotonic()
-    splits = assign_splits([ref.name for ref in images], config)
-    jobs: list[tuple[str, Any]] = [("image", (ref, splits[ref.name])) for ref in images]
+    given = images
+    images, rejects = distinct_photos(given)
+    checker = partial(_check_image, config=config)
+    checked = list(_map(checker, images, config.num_proc, show_progress, "checking"))
+    rejects += [reject for reject in checked if reject is not None]
+    usable = [ref for ref, reject in zip(images, checked, strict=True) if reject is None]
+    splits = assign_splits([ref.name for ref in usable], config)
+    jobs: list[tuple[str, Any]] = [("image", (ref, splits[ref.name])) for ref in usable]
     jobs += [("pair", pair) for pair in pairs]
     worker = partial(_run_job, corpus=corpus, tasks=tuple(synthesised), config=config)
     rows: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
-    rejects: list[dict[str, Any]] = []
-    for made, failed in _map(worker, jobs, config.num_proc, show_progress):
+    late_failures = 0
+    for job, (made, failed) in zip(jobs, _map(worker, jobs, config.num_proc, show_progress), strict=True):
         for split, row in made:
             rows[split].append(row)
         rejects += failed
+        late_failures += bool(failed) and job[0] == "image"
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    summary = _summary(rows, rejects, config, images, pairs, time.monotonic() - started)
+    summary = _summary(rows, rejects, config, given, pairs, time.monotonic() - started)
+    summary["inputs"]["photos_used"] = len(usable) - late_failures
+    summary["empty_splits"] = missing_splits(summary["by_split"], len(usable), config)
+    for split in summary["empty_splits"]:
+        warnings.warn(f"the {split} split is empty: too few photos decoded to give it one", stacklevel=2)
     _write_splits(rows, tmp, config)
     with (tmp / "rejects.jsonl").open("w") as handle:
         for reject in rejects:
@@ -189,10 +203,61 @@ def build_dataset(
     return BuildResult(out, summary, rejects)
 
 
-def _map(worker, jobs: list, num_proc: int, show_progress: bool):
+def distinct_photos(images: Sequence[ImageRef]) -> tuple[list[ImageRef], list[dict[str, Any]]]:
+    """Each photo once, each under its own name: a file given twice is kept once (the repeat is a reject), and
+    different files that share a name (``a/img.png`` and ``b/img.png`` listed as ``img.png``) become ``img.png#1``
+    and ``img.png#2`` in the order given, so neither replaces the other."""
+    kept: list[ImageRef] = []
+    rejects: list[dict[str, Any]] = []
+    seen: set[tuple[str | None, str | None]] = set()
+    for ref in images:
+        where = (str(Path(ref.path).resolve()) if ref.path else None, ref.key)
+        if where in seen:
+            rejects.append({"name": ref.name, "source": ref.source, "reason": "duplicate", "message": "given twice"})
+            continue
+        seen.add(where)
+        kept.append(ref)
+    counts = Counter(ref.name for ref in kept)
+    numbers: Counter[str] = Counter()
+    renamed = []
+    for ref in kept:
+        if counts[ref.name] > 1:
+            numbers[ref.name] += 1
+            ref = replace(ref, name=f"{ref.name}#{numbers[ref.name]}")
+        renamed.append(ref)
+    return renamed, rejects
+
+
+def missing_splits(by_split: dict[str, int], photos: int, config: BuildConfig) -> list[str]:
+    """Splits that should hold samples (three or more photos decoded and a non-zero fraction) but hold none."""
+    wanted = ["train"] + [
+        split
+        for split, fraction in (("validation", config.validation_fraction), ("test", config.test_fraction))
+        if fraction > 0 and photos >= 3
+    ]
+    return [split for split in wanted if photos and not by_split[split]]
+
+
+def _check_image(ref: ImageRef, config: BuildConfig) -> dict[str, Any] | None:
+    """None when ``ref`` decodes and is large enough for the patch, else its reject record."""
+    try:
+        _decode(ref, config)
+    except ImageError as error:
+        return _reject(ref.name, ref.source, error)
+    return None
+
+
+def _decode(ref: ImageRef, config: BuildConfig) -> np.ndarray:
+    image = ref.load()
+    if config.patch and min(image.shape[:2]) < config.patch:
+        raise ImageError("too_small", f"{image.shape[1]}x{image.shape[0]} is smaller than the {config.patch}px patch")
+    return crop_to_multiple(image, 16)
+
+
+def _map(worker, jobs: list, num_proc: int, show_progress: bool, desc: str = "images"):
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(jobs), desc="images", unit="image", disable=not show_progress)
+    bar = tqdm(total=len(jobs), desc=desc, unit="image", disable=not show_progress)
     with bar:
         if num_proc == 1 or len(jobs) <= 1:
             for job in jobs:
@@ -214,12 +279,7 @@ def _run_job(job: tuple[str, Any], corpus: InstructionPool, tasks: tuple[Task, .
 
 def _image_samples(ref: ImageRef, split: str, corpus: InstructionPool, tasks: tuple[Task, ...], config: BuildConfig):
     try:
-        image = ref.load()
-        if config.patch and min(image.shape[:2]) < config.patch:
-            raise ImageError(
-                "too_small", f"{image.shape[1]}x{image.shape[0]} is smaller than the {config.patch}px patch"
-            )
-        image = crop_to_multiple(image, 16)
+        image = _decode(ref, config)
     except ImageError as error:
         return [], [_reject(ref.name, ref.source, error)]
     degradable = restoration_tasks(tasks)
