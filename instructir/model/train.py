@@ -220,10 +220,12 @@ def train(
         texts += [text for group in pool.by_task.values() for text in group]
     vectors = embed_instructions(texts, config.encoder)
 
+    # The head reads the encoder's vectors: their size is the encoder's (384 for the default), not a constant.
+    head_kwargs = {"in_dim": len(next(iter(vectors.values()))), "num_classes": len(all_tasks())}
     torch.manual_seed(config.seed)
     model = InstructIR(**config.model_kwargs())
-    head = TextHead(num_classes=len(all_tasks()))
-    ema_model, ema_head = InstructIR(**config.model_kwargs()), TextHead(num_classes=len(all_tasks()))
+    head = TextHead(**head_kwargs)
+    ema_model, ema_head = InstructIR(**config.model_kwargs()), TextHead(**head_kwargs)
     ema_model.load_state_dict(model.state_dict())
     ema_head.load_state_dict(head.state_dict())
     if cuda:
