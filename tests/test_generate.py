@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from chat_server import ChatServer
+from chat_server import ChatServer, default_reply, fingerprint
 from conftest import REPO, cli_env, run_cli
 
 from instructir.prompts.generate import CANDIDATE_SCHEMA
+from instructir.prompts.templates import load_templates
+from instructir.tasks import get_task
 
 
 def generate_args(url: str, out: Path, *extra: str) -> list[str]:
@@ -47,6 +49,56 @@ def test_generate_writes_candidates_rejects_and_summary(server, tmp_path):
     rejects = pq.read_table(tmp_path / "rejects.parquet").to_pylist()
     assert sum(sum(t["rejects_by_reason"].values()) for t in summary["tasks"].values()) == len(rejects)
     assert "derain" in result.stdout and "24 candidates" in result.stdout
+
+
+def shown_examples(body: dict) -> list[str]:
+    """The example requests listed ("- text" lines) in the user message of an instruct-style request body."""
+    user = next(message["content"] for message in body["messages"] if message["role"] == "user")
+    return [line[2:] for line in user.splitlines() if line.startswith("- ")]
+
+
+def test_later_rounds_show_accepted_requests_and_each_call_its_persona_and_register(tmp_path):
+    bodies: list[dict] = []
+
+    def recording(body: dict) -> str:
+        bodies.append(body)
+        return default_reply(body)
+
+    tasks = ("derain", "denoise")
+    args = ("--tasks", ",".join(tasks), "--per-task", "15", "--style", "instruct", "--generated-per-prompt", "2")
+    with ChatServer(reply=recording) as server:
+        result = run_cli(*generate_args(server.url, tmp_path, *args))
+        sent = {record["fingerprint"] for record in server.log}
+    assert result.returncode == 0, result.stderr
+    assert {fingerprint(body) for body in bodies} == sent, "every request that reached the server was recorded"
+    rows = pq.read_table(tmp_path / "candidates.parquet").to_pylist()
+    assert json.loads((tmp_path / "summary.json").read_text())["rounds"] >= 2
+
+    # A call's sampling seed travels in its body and in its candidates' rows, which tie a body to its call.
+    calls = {(row["seed"], row["task"]): row for row in rows}
+    by_seed = {body["seed"]: body for body in bodies}
+    assert len(by_seed) == len(bodies), "call seeds must be distinct to tell the calls apart"
+    assert {seed for seed, _ in calls} <= set(by_seed)
+    seeds = {task: set(get_task(task).seeds) for task in tasks}
+    accepted_texts = {row["text"] for row in rows}
+    for body in bodies:
+        assert set(shown_examples(body)) <= set().union(*seeds.values(), accepted_texts), "an example from nowhere"
+
+    templates = load_templates()
+    later_calls = 0
+    for (seed, task), row in calls.items():
+        body, round_number = by_seed[seed], row["round"]
+        sent_text = "\n".join(message["content"] for message in body["messages"])
+        call = (task, row["call_index"])
+        assert [name for name in templates.personas if name in sent_text] == [row["persona"]], call
+        assert [cue for cue in templates.registers if cue in sent_text] == [row["register"]], call
+        earlier = {other["text"] for other in rows if other["task"] == task and other["round"] < round_number}
+        shown = shown_examples(body)
+        from_earlier = [text for text in shown if text in earlier]
+        assert len(from_earlier) == min(2, len(earlier)), (call, shown, earlier)
+        assert set(shown) - set(from_earlier) <= seeds[task], "the other examples are the task's registry seeds"
+        later_calls += bool(round_number >= 1 and from_earlier)
+    assert later_calls >= 2, "the run must have later-round calls that show accepted requests"
 
 
 def test_same_seed_same_candidates_and_a_rerun_sends_nothing(server, tmp_path):

@@ -257,6 +257,26 @@ def test_text_encoder_returns_float32_tensors_without_gradient() -> None:
     assert vectors[:, 0].tolist() == [16.0, 6.0]
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_torch_compile_of_one_icb_matches_eager() -> None:
+    """Inductor on one instruction-conditioned block (an ICB around a NAFBlock), the building block of the whole
+    model, on a graph small enough to compile in well under a minute on two cores, so this check never skips."""
+    from torch._inductor import config as inductor_config
+
+    torch.manual_seed(7)
+    block = randomise(ICB(8), seed=7)
+    generator = torch.Generator().manual_seed(8)
+    x = torch.rand(2, 8, 12, 20, generator=generator)
+    text = torch.nn.functional.normalize(torch.randn(2, 256, generator=generator), dim=1)
+    compiled = torch.compile(block, fullgraph=True)
+    with torch.no_grad(), inductor_config.patch(compile_threads=1):  # no pool of compile workers to start
+        fast = compiled(x, text)
+    with torch.no_grad():
+        eager = block(x, text)
+    assert relative_error(eager, x) > 0.1, "the block must change its input enough to test"
+    assert relative_error(fast, eager) < 1e-5
+
+
 COMPILE_SCRIPT = textwrap.dedent(
     """
     import torch
