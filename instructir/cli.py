@@ -822,12 +822,20 @@ def demo_command(
         fail(f"cannot serve on {host}:{port}: {error}; choose another --port")
 
 
-def _labelled_or_fail(source: str | Path) -> Any:
+RealDescription = Annotated[
+    str,
+    typer.Option(
+        help='What the test requests are, named in the report, e.g. "real-style requests written for this project".'
+    ),
+]
+
+
+def _labelled_or_fail(source: str | Path, description: str = "") -> Any:
     """``load_labelled(source)``, or exit with its message (which names the file and row) on bad input."""
     from instructir.analysis.labelled import load_labelled
 
     try:
-        return load_labelled(source)
+        return load_labelled(source, description)
     except (ValueError, FileNotFoundError, KeyError) as error:
         fail(str(error).strip('"'))
 
@@ -847,6 +855,7 @@ def generalization_command(
     limit: Annotated[int, typer.Option(help="Images per task for the PSNR part.")] = 4,
     seed: Annotated[int, typer.Option(help="Seed for training, template sampling and request picks.")] = 0,
     model: Annotated[str | None, typer.Option(help="Sentence encoder; default: all-MiniLM-L6-v2.")] = None,
+    real_description: RealDescription = "",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train the intent classifier (text head and logistic probe) on a corpus and test it on real requests."""
@@ -857,7 +866,7 @@ def generalization_command(
         fail("the PSNR part needs both --checkpoint and --data")
     if limit < 1:
         fail("--limit must be >= 1")
-    real_set, corpus_set = _labelled_or_fail(real), _labelled_or_fail(corpus)
+    real_set, corpus_set = _labelled_or_fail(real, real_description), _labelled_or_fail(corpus)
     bar = progress and sys.stderr.isatty()
     try:
         path, metrics = generalization_report(
@@ -886,6 +895,7 @@ def ablation_command(
     repeats: Annotated[int, typer.Option(help="Seeds per prompt set.")] = 3,
     seed: Annotated[int, typer.Option(help="First seed (runs use seed, seed+1, ...).")] = 0,
     model: Annotated[str | None, typer.Option(help="Sentence encoder; default: all-MiniLM-L6-v2.")] = None,
+    real_description: RealDescription = "",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train the text head on prompt sets of rising size and diversity; score each on real requests."""
@@ -898,7 +908,7 @@ def ablation_command(
         fail(f"--sizes must be comma-separated whole numbers, got {sizes!r}")
     if any(size < 1 for size in subset_sizes) or diverse < 0 or repeats < 1:
         fail("--sizes must be positive, --diverse >= 0 and --repeats >= 1")
-    real_set, corpus_set = _labelled_or_fail(real), _labelled_or_fail(corpus)
+    real_set, corpus_set = _labelled_or_fail(real, real_description), _labelled_or_fail(corpus)
     bar = progress and sys.stderr.isatty()
     metrics = ablation_metrics(
         corpus_set, real_set, subset_sizes, diverse or None, repeats, seed, model or DEFAULT_ENCODER, progress=bar
@@ -931,13 +941,14 @@ def routing_command(
         str | None, typer.Option(help="Sentence encoder; default: the one the text head was trained with.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the shuffled-weights control.")] = 0,
+    real_description: RealDescription = "",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Per-ICB channel gates of each task's requests: heatmaps, between-task cosines, real-request routing."""
     from instructir.analysis.routing import routing_report
 
     corpus_set = _labelled_or_fail(corpus)
-    real_set = _labelled_or_fail(real) if real is not None else None
+    real_set = _labelled_or_fail(real, real_description) if real is not None else None
     bar = progress and sys.stderr.isatty()
     try:
         path, metrics = routing_report(checkpoint, corpus_set, out, real_set, head, model, seed, progress=bar)

@@ -207,10 +207,13 @@ def test_generalization_cli_with_baselines_and_psnr_by_wording(tmp_path, files, 
     real = REAL_FILE if REAL_FILE.is_file() else files["real"]
     out = tmp_path / "gen"
     args = ["--corpus", str(files["corpus"]), "--real", str(real), "--out", str(out), "--no-progress"]
+    described = "real-style requests written for this project"
     done = run_cli(
         "analyze",
         "generalization",
         *args,
+        "--real-description",
+        described,
         "--checkpoint",
         str(checkpoint),
         "--data",
@@ -239,7 +242,10 @@ def test_generalization_cli_with_baselines_and_psnr_by_wording(tmp_path, files, 
         "confusion_probe.png",
         "psnr.png",
     }
-    assert "Misclassified" in (out / "report.md").read_text() and (out / "report.html").is_file()
+    report = (out / "report.md").read_text()
+    assert "Misclassified" in report and (out / "report.html").is_file()
+    assert f"{metrics['count']} {described} ('{real.stem}')" in report, "the report names the set by its provenance"
+    assert "real requests" not in report.lower()
 
 
 @pytest.mark.slow
@@ -280,6 +286,7 @@ def test_ablation_and_routing_clis_on_small_sets(tmp_path, files, cache, checkpo
         entry["runs"] == 2 and 0 <= entry["accuracy"] <= 1 and entry["accuracy_std"] >= 0 for entry in sets.values()
     )
     assert (out / "figures" / "ablation.png").is_file()
+    assert "requests of unstated provenance" in (out / "report.md").read_text(), "an undescribed set says so"
 
     out = tmp_path / "routing"
     done = run_cli(

@@ -126,6 +126,7 @@ def ablation_metrics(
         "corpus": corpus.name,
         "real": real.name,
         "real_size": len(real),
+        "real_about": real.about(),
         "encoder": encoder,
         "repeats": repeats,
         "sets": summarise_runs(runs),
@@ -151,8 +152,8 @@ def build_report(metrics: dict[str, Any]) -> Report:
     """The ablation report: the table of prompt sets and the size-vs-score curve."""
     report = Report("Prompt-set ablation of the intent classifier")
     report.text(
-        f"The text head is trained on each prompt set and tested on {metrics['real_size']} real requests from "
-        f"'{metrics['real']}' ({metrics['encoder']} embeddings, {metrics['repeats']} seeds per set: subsets are "
+        f"The text head is trained on each prompt set and tested on {metrics['real_about']} ("
+        f"{metrics['encoder']} embeddings, {metrics['repeats']} seeds per set: subsets are "
         f"redrawn and the head re-initialised for each). Random corpus subsets and the diversity-pruned subset "
         f"(greedy farthest-point selection, max-min cosine distance, within each task) keep the task proportions "
         f"of the corpus '{metrics['corpus']}'. Only the intent classifier is ablated here: retraining the image "
@@ -168,7 +169,7 @@ def build_report(metrics: dict[str, Any]) -> Report:
         }
         for entry in metrics["sets"]
     ]
-    report.table(rows, caption="held-out accuracy and macro-F1 on real requests (mean ± std over seeds)")
+    report.table(rows, caption="held-out accuracy and macro-F1 on the test requests (mean ± std over seeds)")
     report.figure(curve_figure(metrics["sets"]), "ablation", "held-out scores against training-set size")
     return report
 
@@ -198,7 +199,7 @@ def curve_figure(sets: list[dict[str, Any]]):
         axis.set_xscale("log")
         axis.margins(x=0.12)
         axis.set_xlabel("training requests (log scale)")
-        axis.set_title(f"held-out {title} on real requests")
+        axis.set_title(f"held-out {title} on the test requests")
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("score (mean ± std over seeds)")
     handles = [

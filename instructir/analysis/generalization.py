@@ -93,6 +93,7 @@ def generalization_metrics(
     metrics: dict[str, Any] = {
         "corpus": corpus.name,
         "real": real.name,
+        "real_about": real.about(),
         "encoder": encoder,
         "seed": seed,
         "sizes": {name: len(train) for name, train in sets.items()} | {"real": len(real)},
@@ -192,24 +193,24 @@ def build_report(metrics: dict[str, Any], psnr: dict[str, Any] | None = None) ->
     report.text(
         f"Classifiers trained on the corpus '{metrics['corpus']}' ({sizes['corpus']} requests), on the registry's "
         f"seeds ({sizes['seeds']}) and on InstructIR-style templates ({sizes['templates']}), each tested on "
-        f"{sizes['real']} real requests from '{metrics['real']}'. 'head' is the model's text head (projection to "
+        f"{metrics['real_about']}. 'head' is the model's text head (projection to "
         f"the unit vector e, then a linear classifier) trained alone on {metrics['encoder']} embeddings with "
         "class-balanced cross-entropy; 'probe' is a class-balanced logistic regression on the same embeddings. "
         f"Seed {metrics['seed']}. Macro-F1 averages over the tasks present in the real set; the accuracy interval is "
-        "Wilson's 95% score interval over the real requests, so overlapping intervals mean the test set cannot "
+        "Wilson's 95% score interval over the test requests, so overlapping intervals mean the test set cannot "
         "tell the training sets apart."
     )
-    report.heading("Scores on the real requests")
-    report.table(score_rows(metrics), caption="accuracy and macro-F1 on the real requests, by training set")
-    report.figure(score_figure(metrics), "scores", "accuracy and macro-F1 on real requests by training set")
+    report.heading("Scores on the test requests")
+    report.table(score_rows(metrics), caption="accuracy and macro-F1 on the test requests, by training set")
+    report.figure(score_figure(metrics), "scores", "accuracy and macro-F1 on the test requests by training set")
     report.heading("Per task (trained on the corpus)")
-    report.table(per_task_rows(metrics), caption="precision, recall and F1 per task on the real requests")
+    report.table(per_task_rows(metrics), caption="precision, recall and F1 per task on the test requests")
     for classifier, section in (("head", metrics), ("probe", metrics["probe"])):
         caption = f"confusion matrix of the corpus-trained {classifier} (counts; colour = share of the true task)"
         report.figure(confusion_figure(section["confusion"], classifier), f"confusion_{classifier}", caption)
-    report.heading("Misclassified real requests (corpus-trained head)")
+    report.heading("Misclassified test requests (corpus-trained head)")
     wrong = metrics["misclassified"]
-    report.text(f"{len(wrong)} of {sizes['real']} real requests are misclassified by the head.")
+    report.text(f"{len(wrong)} of the {sizes['real']} test requests are misclassified by the head.")
     report.table(wrong[:MISCLASSIFIED_SHOWN], caption=f"first {MISCLASSIFIED_SHOWN} at most; all in metrics.json")
     if psnr is not None:
         report.heading("PSNR by request wording")
@@ -247,7 +248,7 @@ def per_task_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for name, head in metrics["per_task"].items():
         probe = metrics["probe"]["per_task"][name]
-        row = {"task": name, "real requests": head["support"]}
+        row = {"task": name, "test requests": head["support"]}
         row |= {"head P": head["precision"], "head R": head["recall"], "head F1": head["f1"]}
         row |= {"probe P": probe["precision"], "probe R": probe["recall"], "probe F1": probe["f1"]}
         rows.append(row)
@@ -274,7 +275,7 @@ def score_figure(metrics: dict[str, Any]):
             axis.bar_label(bars, fmt="%.2f", fontsize=8)
         axis.set_xticks(range(len(sets)), sets)
         axis.set_xlabel("training set")
-        axis.set_title(f"{title} on real requests")
+        axis.set_title(f"{title} on the test requests")
         axis.set_ylim(0, 1.08)
     axes[0].set_ylabel("score")
     handles, labels = axes[0].get_legend_handles_labels()
@@ -300,7 +301,7 @@ def confusion_figure(confusion: list[list[int]], classifier: str):
     axis.set_yticks(range(len(names)), names)
     axis.set_xlabel(f"predicted task ({classifier})")
     axis.set_ylabel("true task")
-    axis.set_title(f"Real requests: corpus-trained {classifier}")
+    axis.set_title(f"Test requests: corpus-trained {classifier}")
     fig.colorbar(image, ax=axis, label="share of the true task's requests")
     fig.tight_layout()
     return fig

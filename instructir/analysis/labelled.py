@@ -16,18 +16,25 @@ from instructir.tasks import all_tasks, get_task
 
 @dataclass(frozen=True)
 class LabelledTexts:
-    """Requests with their task ids (registry ids), in file order."""
+    """Requests with their task ids (registry ids), in file order; ``description`` says where they come from."""
 
     texts: list[str]
     labels: np.ndarray
     name: str = ""
+    description: str = ""
 
     def __len__(self) -> int:
         return len(self.texts)
 
+    def about(self) -> str:
+        """What the set is, for reports: "160 real-style requests written for this project ('real_requests')"."""
+        what = self.description or "requests of unstated provenance"
+        return f"{len(self)} {what} ('{self.name}')"
+
     def subset(self, rows: np.ndarray | list[int]) -> LabelledTexts:
         """The rows at ``rows``, in that order."""
-        return LabelledTexts([self.texts[i] for i in rows], self.labels[np.asarray(rows, dtype=int)], self.name)
+        labels = self.labels[np.asarray(rows, dtype=int)]
+        return LabelledTexts([self.texts[i] for i in rows], labels, self.name, self.description)
 
     def task_ids(self) -> list[int]:
         """The registry ids present, ascending."""
@@ -39,10 +46,11 @@ def from_pairs(texts: list[str], tasks: list[str | int], name: str = "") -> Labe
     return LabelledTexts(list(texts), np.array([_task_id(task, index) for index, task in enumerate(tasks)]), name)
 
 
-def load_labelled(source: str | Path) -> LabelledTexts:
+def load_labelled(source: str | Path, description: str = "") -> LabelledTexts:
     """Read a shipped corpus name, a corpus folder/Parquet file, or JSONL/CSV with ``text`` and ``task`` columns.
 
-    Other columns are ignored; empty texts are dropped. Errors name the file and row that is wrong.
+    Other columns are ignored; empty texts are dropped. Errors name the file and row that is wrong. ``description``
+    names the set's provenance in reports (e.g. "real-style requests written for this project").
     """
     path = Path(source)
     name = path.stem if path.suffix else path.name
@@ -64,7 +72,7 @@ def load_labelled(source: str | Path) -> LabelledTexts:
             tasks.append(_task_id(row["task"], number, source))
     if not texts:
         raise ValueError(f"{source}: no labelled requests found")
-    return LabelledTexts(texts, np.array(tasks, dtype=int), name)
+    return LabelledTexts(texts, np.array(tasks, dtype=int), name, description)
 
 
 def embed_texts(

@@ -127,6 +127,7 @@ def routing_metrics(
             joined[kind][0].append(gates)
             joined[kind][1].append(means)
     metrics["real"] = real.name
+    metrics["real_about"] = real.about()
     metrics["real_requests"] = int(usable.sum())
     for kind, key in (("trained", "nearest_own_mean_all_blocks"), ("shuffled", "nearest_own_mean_shuffled_all")):
         gates, means = (np.hstack(parts) for parts in joined[kind])
@@ -169,9 +170,9 @@ def build_report(metrics: dict[str, Any], means: dict[str, np.ndarray], checkpoi
     report.table(block_rows(metrics), caption="per ICB: channels, mean gate, spread of task means around centre")
     report.figure(cosine_grid(metrics), "cosines", "centred cosine of task-mean gate vectors, per ICB")
     if "real" in metrics:
-        report.heading("Do real requests route like their task?")
+        report.heading("Do the test requests route like their task?")
         report.text(
-            f"For each of {metrics['real_requests']} real requests from '{metrics['real']}', the task whose centred "
+            f"For each of the {metrics['real_about']}, the task whose centred "
             "mean gate vector is nearest (cosine) to the request's centred gates; the rate at which it is the "
             f"request's own task, per ICB and with all ICBs' gates concatenated. Chance is {metrics['chance']:.3f} "
             f"(1 / {len(metrics['tasks'])} tasks). All ICBs (each block's centred gates scaled to unit length, then "
@@ -263,7 +264,7 @@ def nearest_figure(metrics: dict[str, Any]):
     axis.set_xticks(positions, names, rotation=30, ha="right")
     axis.axhline(metrics["chance"], color="black", linestyle="--", label=f"chance ({metrics['chance']:.2f})")
     axis.set_ylim(0, 1.08)
-    axis.set_ylabel("real requests nearest own task mean")
+    axis.set_ylabel("test requests nearest own task mean")
     axis.legend(loc="upper center", fontsize=8, ncols=3, bbox_to_anchor=(0.5, -0.3))
     fig.tight_layout()
     return fig

@@ -122,6 +122,7 @@ class AnalyzeSettings(_Section):
     clusters: bool = True
     diversity: bool = True
     real: str | None = None
+    real_description: str = ""
     compare_with: str | None = "instructir-requests"
 
 
@@ -165,7 +166,10 @@ PROFILES: dict[str, dict[str, Any]] = {
             "on_the_fly": True,
         },
         "evaluate": {"split": "test"},
-        "analyze": {"real": "tests/data/real_requests.jsonl"},
+        "analyze": {
+            "real": "tests/data/real_requests.jsonl",
+            "real_description": "real-style requests written for this project",
+        },
     },
     "paper": {
         "profile": "paper",
@@ -276,6 +280,7 @@ _COMMENTS = {
     "evaluate": "PSNR/SSIM per task on a split (`instructir eval`)",
     "analyze": "clusters, diversity and synthetic-to-real generalisation reports (`instructir analyze`)",
     "real": "JSONL/CSV of real requests (text, task) for the generalisation figure; null to skip",
+    "real_description": "what those requests are, named in the reports (e.g. who wrote them)",
     "compare_with": "a second corpus for the side-by-side diversity report; null to skip",
 }
 

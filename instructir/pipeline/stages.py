@@ -213,7 +213,7 @@ def analyze(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) -
         from instructir.analysis.generalization import generalization_report
         from instructir.analysis.routing import routing_report
 
-        real = load_labelled(settings.real)
+        real = load_labelled(settings.real, settings.real_description)
         trained_on = load_labelled(dataset_corpus(config, outputs))
         checkpoint, data = outputs["train"]["checkpoint"], outputs["dataset"]["dataset"]
         path, _ = generalization_report(
