@@ -22,7 +22,7 @@ from instructir.datasets.build import BuildConfig, build_dataset, missing_splits
 from instructir.datasets.instructions import InstructionPool
 from instructir.datasets.onthefly import OnTheFly, train_transform
 from instructir.datasets.sources import folder_images
-from instructir.tasks import task_names
+from instructir.tasks import get_task, task_names
 
 
 def photo(size: tuple[int, int], seed: int) -> Image.Image:
@@ -154,6 +154,36 @@ def test_splits_go_to_photos_that_decode_so_no_split_is_lost_to_a_broken_file(tm
     assert {reject["name"] for reject in result.rejects} == broken
     assert summary["inputs"]["clean_images"] == 13 and summary["inputs"]["photos_used"] == 13 - 4
     assert set(datasets.load_from_disk(str(tmp_path / "out"))) == {"train", "validation", "test"}
+
+
+def test_cli_mixtures_share_of_train_rows_mix_two_or_three_tasks_and_other_splits_never_do(tmp_path):
+    tasks = ("denoise", "deblur", "derain", "dehaze")
+    photos = photo_folder(tmp_path / "photos", 20, size=(48, 48))
+    args = ["data", "build", "--images", str(photos), "--tasks", ",".join(tasks), "--per-image", "4", "--patch", "32"]
+    done = run_cli(*args, "--mixtures", "0.5", "--out", str(tmp_path / "ds"), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    loaded = datasets.load_from_disk(str(tmp_path / "ds"))
+    train = loaded["train"].select_columns(["id", "task", "params"])
+    # 20 photos: 2 test, 2 validation, 16 train, so 16 x 4 tasks x 4 samples = 256 train rows. Each row mixes with
+    # probability 0.5 by its own generator, so the share is Binomial(256, 0.5) / 256 with sd 0.031; 0.15 is 4.8 sd
+    # (a false failure about once in a million seeds), while a builder that never or always mixes is 0.5 off.
+    assert len(train) == 256
+    sizes = {row["id"]: len(json.loads(row["params"])["tasks"]) for row in train}
+    mixed = [row for row in train if sizes[row["id"]] > 1]
+    assert abs(len(mixed) / len(train) - 0.5) < 0.15, len(mixed)
+    assert set(sizes.values()) == {1, 2, 3}
+    owner = {name: task for task in tasks for name in get_task(task).degradations}
+    for row in mixed:
+        params = json.loads(row["params"])
+        listed = params["tasks"]
+        assert len(set(listed)) == len(listed) and set(listed) <= set(tasks), row["id"]
+        assert task_names()[row["task"]] in listed, row["id"]
+        assert sorted(owner[step["name"]] for step in params["chain"]) == sorted(listed), "one degradation per task"
+    for split in ("validation", "test"):
+        assert len(loaded[split]) == 2 * 4 * 4
+        for text, task in zip(loaded[split]["params"], loaded[split]["task"], strict=True):
+            params = json.loads(text)
+            assert params["tasks"] == [task_names()[task]] and len(params["chain"]) == 1, split
 
 
 def test_a_split_that_should_hold_photos_but_holds_none_is_named():
