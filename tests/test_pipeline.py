@@ -187,6 +187,61 @@ def test_sigkill_in_every_stage_then_rerun_gives_the_uninterrupted_outputs(tmp_p
         assert ran == ["evaluate"], partial.stdout
 
 
+def embedded_llm_config(out: Path) -> dict:
+    """A run with the embedded LLM writing the requests and on-the-fly training (the main job's shape), kept tiny.
+
+    The filter keeps its cheap stages only, so the few requests the 135M model writes per task survive it."""
+    return {
+        "profile": "quick",
+        "out": str(out),
+        "generate": {"backend": "local", "per_task": 4, "tasks": ["denoise", "lowlight"]},
+        "filter": {"embeddings": False, "learned_quality": False},
+        "dataset": {"corpus": "generated", "tasks": ["denoise", "lowlight"], "per_image": 2, "patch": 64},
+        "train": {
+            "steps": 160,
+            "batch": 4,
+            "patch": 32,
+            "lr": 2e-3,
+            "warmup": 10,
+            "width": 8,
+            "enc_blks": [1, 1, 1, 1],
+            "middle_blks": 1,
+            "dec_blks": [1, 1, 1, 1],
+            "checkpoint_every": 40,
+            "on_the_fly": True,
+        },
+        "evaluate": {"split": "test"},
+        "analyze": {"clusters": False, "diversity": False, "compare_with": None, "real": None},
+    }
+
+
+@pytest.mark.slow
+def test_an_on_the_fly_run_with_the_embedded_llm_resumes_after_sigkill_in_training_and_learns(tmp_path):
+    whole = write_config(tmp_path / "whole.yaml", embedded_llm_config(tmp_path / "whole"))
+    done = subprocess.run(run_command(whole), env=cli_env(), cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    corpus = pq.read_table(tmp_path / "whole" / "filter" / "corpus.parquet").to_pylist()
+    generated = [row for row in corpus if row["source"] != "seed"]
+    assert {row["task"] for row in generated} == {"denoise", "lowlight"}, "each task keeps requests the LLM wrote"
+    assert {row["backend"] for row in generated} == {"local"}
+
+    out = tmp_path / "killed"
+    killed = write_config(tmp_path / "killed.yaml", embedded_llm_config(out))
+    checkpoints = out / "train" / "model" / "checkpoints"
+    assert kill_during(run_command(killed), out, "train", lambda: (checkpoints / "step-0000080").exists()) == "running"
+    assert not (out / "train" / "model" / "final.safetensors").exists()
+    resumed = subprocess.run(run_command(killed), env=cli_env(), cwd=REPO, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    ours = load_file(out / "train" / "model" / "final.safetensors")
+    theirs = load_file(tmp_path / "whole" / "train" / "model" / "final.safetensors")
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
+
+    evaluation = json.loads((out / "evaluate" / "evaluation.json").read_text())["overall"]
+    assert evaluation["psnr"] > evaluation["input_psnr"] + 1.0, evaluation
+
+
 def test_the_accelerate_command_carries_every_training_setting(monkeypatch):
     from typer.testing import CliRunner
 
@@ -221,7 +276,7 @@ def test_the_accelerate_command_carries_every_training_setting(monkeypatch):
     assert command[:4] == [sys.executable, "-m", "accelerate.commands.launch", "--num_processes=2"]
     seen = {}
 
-    def fake_train(config, resume, show_progress):
+    def fake_train(config, resume, show_progress, status=None):
         seen.update(config=config, resume=resume)
         return {"steps": config.steps, "final": "final.safetensors", "log": "log.csv"}
 
