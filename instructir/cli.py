@@ -664,19 +664,21 @@ class DeviceName(str, Enum):
     cuda = "cuda"
 
 
+# Below this intent probability, `restore` warns and names the two likeliest tasks.
+LOW_CONFIDENCE = 0.6
+
+
 def _restorer(checkpoint: Path | None, head: Path | None, device: DeviceName | None, encoder: str | None) -> Any:
-    """Load a Restorer, turning a missing or unusable checkpoint into a clear exit-2 error."""
+    """Load a Restorer (the given, quick-run or shipped model, named on stderr); a missing or unusable one exits 2."""
     from instructir.model.restore import Restorer
+    from instructir.model.shipped import choose_checkpoint
     from instructir.pipeline.config import default_checkpoint
 
-    if checkpoint is None:
-        checkpoint = default_checkpoint()
-        if not checkpoint.is_file():
-            fail(
-                f"no --checkpoint given and no model at {checkpoint}; train one with `instructir run --profile quick` "
-                "(the README's main job) or pass --checkpoint PATH"
-            )
-
+    try:
+        checkpoint, why = choose_checkpoint(checkpoint, default_checkpoint())
+    except FileNotFoundError as error:
+        fail(str(error))
+    errors.print(f"model: {checkpoint} ({why})", markup=False, highlight=False)
     if device is DeviceName.cuda:
         import torch
 
@@ -700,7 +702,10 @@ def restore_command(
     ],
     checkpoint: Annotated[
         Path | None,
-        typer.Option(help="Model + head (.safetensors), or the official im_*.pt; default: the quick run's model."),
+        typer.Option(
+            help="Model + head (.safetensors), or the official im_*.pt; default: the quick run's model, else the "
+            "one that ships."
+        ),
     ] = None,
     head: Annotated[Path | None, typer.Option(help="Text head file for an official im_*.pt (lm_*.pt).")] = None,
     tile: Annotated[
@@ -717,10 +722,22 @@ def restore_command(
 
     if not source.exists():
         fail(f"{source}: no such file or folder")
+    if not instruction.strip():
+        fail('the request is empty; say what to do, e.g. "remove the noise" or "make it brighter"')
     restorer = _restorer(checkpoint, head, device, encoder)
     try:
-        task, confidence = restorer.intent(instruction)
+        ranked = restorer.intents(instruction)
+        (task, confidence), (second, second_confidence) = ranked[0], ranked[1]
         console.print(f"intent: {task} ({confidence:.1%})")
+        if confidence < LOW_CONFIDENCE:
+            errors.print(
+                f"[yellow]warning[/]: the request is unclear to the model: {task} ({confidence:.0%}) or {second} "
+                f"({second_confidence:.0%}); name the problem (noise, blur, rain, haze, darkness, ...) to be sure"
+            )
+        if restorer.tasks is not None and task not in restorer.tasks:
+            errors.print(
+                f"[yellow]warning[/]: this model was not trained for {task} (it knows {', '.join(restorer.tasks)})"
+            )
         reports = restore_paths(restorer, [source], instruction, out, tile=tile)
     except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as error:
         fail(str(error))
@@ -748,7 +765,10 @@ def print_evaluation(result: dict[str, Any], title: str) -> None:
 
 @app.command("eval")
 def eval_command(
-    checkpoint: Annotated[Path, typer.Option(help="Model + head (.safetensors), or the official im_*.pt.")],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Model + head (.safetensors), or the official im_*.pt; default: the quick run's or shipped."),
+    ] = None,
     head: Annotated[Path | None, typer.Option(help="Text head file for an official im_*.pt (lm_*.pt).")] = None,
     data: Annotated[Path | None, typer.Option(help="A dataset folder from `instructir data build`.")] = None,
     split: Annotated[str, typer.Option(help="Dataset split (or paired-set split) to evaluate.")] = "test",
@@ -777,7 +797,7 @@ def eval_command(
         fail("--limit must be >= 1")
     restorer = _restorer(checkpoint, head, device, encoder)
     bar = progress and sys.stderr.isatty()
-    results: dict[str, Any] = {"checkpoint": str(checkpoint)}
+    results: dict[str, Any] = {"checkpoint": str(restorer.source)}
     try:
         if data is not None:
             result = evaluate_dataset(restorer, data, split, crop_border, limit, show_progress=bar)
@@ -796,7 +816,8 @@ def eval_command(
 @app.command("demo")
 def demo_command(
     checkpoint: Annotated[
-        Path | None, typer.Option(help="Model + head (.safetensors); default: the checkpoint of `instructir run`.")
+        Path | None,
+        typer.Option(help="Model + head (.safetensors); default: the quick run's model, else the one that ships."),
     ] = None,
     head: Annotated[Path | None, typer.Option(help="Text head file for an official im_*.pt (lm_*.pt).")] = None,
     host: Annotated[str, typer.Option(help="Address to serve on; 0.0.0.0 lets other machines connect.")] = "127.0.0.1",
@@ -811,11 +832,10 @@ def demo_command(
     except ImportError:
         fail(markup_escape("the demo needs gradio, which is not installed; pip install 'instructir[demo]'"))
     from instructir.demo import build_demo, cache_folder, example_inputs
-    from instructir.pipeline.config import default_checkpoint
 
     restorer = _restorer(checkpoint, head, None, None)
-    demo = build_demo(restorer, example_inputs(cache_folder() / "examples"))
-    console.print(f"serving {checkpoint or default_checkpoint()} at http://{host}:{port} (Ctrl+C stops)")
+    demo = build_demo(restorer, example_inputs(cache_folder() / "examples", tasks=restorer.tasks))
+    console.print(f"serving {restorer.source} at http://{host}:{port} (Ctrl+C stops)")
     try:
         demo.launch(server_name=host, server_port=port, share=share, ssr_mode=False)
     except OSError as error:

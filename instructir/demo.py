@@ -42,11 +42,11 @@ def cache_folder() -> Path:
     return Path(tempfile.gettempdir()) / "instructir-demo"
 
 
-def example_inputs(folder: str | Path, seed: int = 0) -> list[tuple[Path, str]]:
+def example_inputs(folder: str | Path, seed: int = 0, tasks: Sequence[str] | None = None) -> list[tuple[Path, str]]:
     """Degraded small copies of the bundled sample photos, as (PNG path, request) pairs; written once, then reused.
 
-    Each registered task that has a degradation shows it on a different photo, with the task's first hand-written
-    request, so the examples cover every kind of damage.
+    Each registered task that has a degradation (of those in ``tasks``, the model's own, when given) shows it on
+    a different photo, with the task's first hand-written request, so the examples cover what the model can do.
     """
     from instructir.datasets.instructions import InstructionPool
     from instructir.datasets.sources import sample_images
@@ -57,8 +57,10 @@ def example_inputs(folder: str | Path, seed: int = 0) -> list[tuple[Path, str]]:
     folder.mkdir(parents=True, exist_ok=True)
     pool = InstructionPool.from_corpus()
     degradable = restoration_tasks(all_tasks())
+    shown = [task for task in degradable if tasks is None or task.name in tasks]
     examples = []
-    for index, (task, ref) in enumerate(zip(degradable, sample_images(), strict=False)):
+    for task, ref in zip(shown, sample_images(), strict=False):
+        index = degradable.index(task)
         path = folder / f"{ref.name.split('/')[-1]}-{task.name}.png"
         if not path.is_file():
             try:

@@ -16,3 +16,19 @@ def best_cpu_dtype() -> str:
     except OSError:
         return "float32"
     return "bfloat16" if "avx512_bf16" in flags or "amx_bf16" in flags else "float32"
+
+
+def cpu_description() -> str:
+    """The CPU's model name, its usable cores and whether it has native bf16, for figures that name their machine."""
+    import os
+    import platform
+
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        info = ""
+    names = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")]
+    name = names[0] if names else platform.processor() or platform.machine()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    bf16 = "with AVX-512-BF16" if best_cpu_dtype() == "bfloat16" else "without native bf16 (AVX2)"
+    return f"{cores}-core {name} {bf16}"

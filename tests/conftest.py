@@ -41,7 +41,7 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
-    """Run `instructir ARGS` as a real process and capture what it prints."""
+def run_cli(*args: str, timeout: float = 300, cwd: Path = REPO, **env: str) -> subprocess.CompletedProcess:
+    """Run `instructir ARGS` as a real process in ``cwd`` (default: the repository) and capture what it prints."""
     command = [sys.executable, "-m", "instructir", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=cli_env(**env), cwd=REPO)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=cli_env(**env), cwd=cwd)

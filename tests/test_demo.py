@@ -117,14 +117,16 @@ def test_examples_are_small_degraded_sample_photos_with_a_request(tmp_path):
     for path, request in examples:
         assert max(load_image(path).shape[:2]) <= 320 and request.strip()
     assert example_inputs(tmp_path) == examples
+    known = example_inputs(tmp_path / "known", tasks=("denoise", "lowlight"))
+    assert sorted(path.stem.rsplit("-", 1)[1] for path, _ in known) == ["denoise", "lowlight"], "only what it knows"
 
 
-def test_the_demo_command_needs_gradio_and_a_checkpoint(tmp_path, monkeypatch):
+def test_the_demo_command_needs_gradio_and_a_checkpoint_that_exists(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
-    missing = runner.invoke(app, ["demo"])
+    missing = runner.invoke(app, ["demo", "--checkpoint", str(tmp_path / "nope.safetensors")])
     assert missing.exit_code == 2
-    assert "instructir run" in missing.output and "--checkpoint" in " ".join(missing.output.split())
+    assert "nope.safetensors: no such checkpoint" in " ".join(missing.output.split())
     monkeypatch.setitem(sys.modules, "gradio", None)
     no_gradio = runner.invoke(app, ["demo"])
     assert no_gradio.exit_code == 2 and "pip install 'instructir[demo]'" in " ".join(no_gradio.output.split())

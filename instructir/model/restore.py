@@ -180,7 +180,11 @@ class Restorer:
         device: str | torch.device | None = None,
         bf16: bool | None = None,
         overlap: int = 32,
+        tasks: Sequence[str] | None = None,
+        source: str | Path | None = None,
     ) -> None:
+        self.tasks = tuple(tasks) if tasks is not None else None
+        self.source = source
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.eval().to(device=self.device, memory_format=torch.channels_last)
         self.head = head.eval().to(self.device)
@@ -233,7 +237,8 @@ class Restorer:
                 f"{model.config['txtdim']}-d ones; they are not from the same release"
             )
         name = encoder or _trained_encoder(head_config)
-        return cls(model, head, TextEncoder(model=name, cache_dir=cache_dir), device=device, bf16=bf16)
+        text = TextEncoder(model=name, cache_dir=cache_dir)
+        return cls(model, head, text, device=device, bf16=bf16, tasks=_trained_tasks(parts[0][2]), source=path)
 
     def prepare(self, instructions: Sequence[str]) -> None:
         """Encode every new instruction in one batch and remember its vector and intent probabilities."""
@@ -260,10 +265,14 @@ class Restorer:
 
     def intent(self, instruction: str) -> tuple[str, float]:
         """The task the head reads in ``instruction`` and its softmax probability, in (0, 1]."""
+        return self.intents(instruction)[0]
+
+    def intents(self, instruction: str) -> list[tuple[str, float]]:
+        """Every intent class as (task, probability), likeliest first."""
         self.prepare([instruction])
         probabilities = self._vectors[instruction][1]
-        index = int(np.argmax(probabilities))
-        return get_task(index).name, float(probabilities[index])
+        order = np.argsort(-probabilities, kind="stable")
+        return [(get_task(int(index)).name, float(probabilities[index])) for index in order]
 
     def restore(self, image: np.ndarray, instruction: str, tile: int | None = None) -> np.ndarray:
         """Restore an HxWx3 float [0, 1] image as ``instruction`` asks; same shape out."""
@@ -277,6 +286,13 @@ def _load(path: Path) -> tuple[InstructIR | None, TextHead | None, dict[str, Any
             "(e.g. RUN/final.safetensors) or the official im_instructir-7d.pt"
         )
     return load_checkpoint(path)
+
+
+def _trained_tasks(config: dict[str, Any]) -> list[str] | None:
+    """The tasks a checkpoint's train split held (saved since the default model), or None when it does not say."""
+    extra = config.get("extra")
+    tasks = extra.get("tasks") if isinstance(extra, dict) else None
+    return list(tasks) if isinstance(tasks, list) else None
 
 
 def _trained_encoder(config: dict[str, Any]) -> str:
