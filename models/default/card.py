@@ -34,9 +34,9 @@ REAL_NAME = "160 real-style requests written for this project (tests/data/real_r
 SPLIT_FIGURES = ("count", "input_psnr", "psnr", "input_ssim", "ssim")
 
 
-def held_out_photos(data: Path) -> list[str]:
-    """Names of the photos in the dataset's test split (never trained on), e.g. ``samples/rocket``."""
-    ids = load_built(data, "test")["id"]
+def photos_in(data: Path, split: str) -> list[str]:
+    """Names of the photos in one split of the dataset, e.g. ``samples/rocket`` for the test split."""
+    ids = load_built(data, split)["id"]
     return sorted({row_id.split("/", 1)[1].rsplit("/", 2)[0] for row_id in ids})
 
 
@@ -186,9 +186,9 @@ def main() -> None:
         saved = json.loads(handle.metadata()["config"])
     segments = [json.loads(line) for line in (args.run / "segments.jsonl").read_text().splitlines() if line]
     wall = float(sum(segment["seconds"] for segment in segments))
-    photos = held_out_photos(args.data)
-    validation = sorted({i.split("/", 1)[1].rsplit("/", 2)[0] for i in load_built(args.data, "validation")["id"]})
-    train_photos = len({i.split("/", 1)[1].rsplit("/", 2)[0] for i in load_built(args.data, "train")["id"]})
+    photos = photos_in(args.data, "test")
+    validation = photos_in(args.data, "validation")
+    train_photos = len(photos_in(args.data, "train"))
     facts = {"recipe": "models/default/train.sh", "held_out": photos, "wall_seconds": wall}
     facts["machine"] = cpu_description()
 
