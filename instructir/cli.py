@@ -618,6 +618,12 @@ def train_command(
     ] = "all-MiniLM-L6-v2",
     workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 0,
     compile: Annotated[bool, typer.Option(help="torch.compile the network.")] = False,
+    augment: Annotated[
+        bool, typer.Option(help="With --on-the-fly: turn each clean crop, jitter its exposure, white balance, gamma.")
+    ] = False,
+    init: Annotated[
+        Path | None, typer.Option(help="Fine-tune: start from this checkpoint's weights (same architecture).")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its newest checkpoint.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     push_to_hub: Annotated[
@@ -649,6 +655,8 @@ def train_command(
             encoder=encoder,
             workers=workers,
             compile=compile,
+            augment=augment,
+            init=str(init) if init else None,
         )
         bar = progress and sys.stderr.isatty()
         result = train(config, resume=resume, show_progress=bar, status=None if bar else print_status)

@@ -271,6 +271,8 @@ def test_the_accelerate_command_carries_every_training_setting(monkeypatch):
         corpus="requests.parquet",
         workers=1,
         compile=True,
+        augment=True,
+        init="runs/base/final.safetensors",
     )
     command = accelerate_command(config, processes=2, resume=True)
     assert command[:4] == [sys.executable, "-m", "accelerate.commands.launch", "--num_processes=2"]

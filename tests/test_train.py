@@ -158,3 +158,32 @@ def test_two_process_ddp_through_accelerate_matches_one_process_at_the_same_glob
     for (name, a), (_, b) in zip(one.state_dict().items(), two.state_dict().items(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
     assert sorted(p.name for p in (tmp_path / "ddp" / "checkpoints").iterdir()) == ["step-0000003", "step-0000006"]
+
+
+@pytest.mark.slow
+def test_fine_tuning_starts_from_the_given_weights_and_refuses_another_architecture(denoise_data, tmp_path):
+    common = ["--data", str(denoise_data), "--batch", "2", "--patch", "32", "--no-progress"]
+    base = run_cli("train", "--out", str(tmp_path / "base"), *common, "--steps", "20", "--lr", "2e-3", *TINY)
+    assert base.returncode == 0, base.stderr
+    start = tmp_path / "base" / "final.safetensors"
+
+    # One step at a negligible learning rate: the fine-tuned weights are the weights it started from.
+    args = ["--steps", "1", "--lr", "1e-12", "--warmup", "1", "--init", str(start), "--on-the-fly", "--augment"]
+    tuned = run_cli("train", "--out", str(tmp_path / "tuned"), *common, *args, *TINY)
+    assert tuned.returncode == 0, tuned.stderr
+    ours, our_head, saved = load_checkpoint(tmp_path / "tuned" / "final.safetensors")
+    theirs, their_head, _ = load_checkpoint(start)
+    for mine, given in ((ours, theirs), (our_head, their_head)):
+        for key, value in mine.state_dict().items():
+            assert torch.allclose(value, given.state_dict()[key], atol=1e-6), f"{key} did not start from --init"
+    torch.manual_seed(0)
+    fresh = type(ours)(width=8, enc_blks=(1, 1), middle_blk_num=1, dec_blks=(1, 1))
+    assert any(not torch.allclose(v, fresh.state_dict()[k]) for k, v in ours.state_dict().items())
+    assert saved["config"]["init"] == str(start) and saved["config"]["augment"] is True, (
+        "the checkpoint records how it was made"
+    )
+
+    wider = run_cli("train", "--out", str(tmp_path / "wider"), *common, *args, "--width", "16")
+    assert wider.returncode == 2 and "another architecture" in wider.stderr and "--width" in wider.stderr
+    built = run_cli("train", "--out", str(tmp_path / "built"), *common, "--augment", "--steps", "1", *TINY)
+    assert built.returncode == 2 and "augment needs on_the_fly" in built.stderr

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from instructir.datasets.augment import augment_clean
 from instructir.datasets.build import load_built
 from instructir.datasets.images import ImageError, random_crop, rgb_array
 from instructir.datasets.instructions import InstructionPool
@@ -69,6 +70,8 @@ class TrainConfig:
     corpus: str = "instructir-requests"
     workers: int = 0
     compile: bool = False
+    augment: bool = False
+    init: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -82,6 +85,9 @@ class TrainConfig:
             "ema_decay must be in [0, 1)": 0 <= self.ema_decay < 1,
             "checkpoint_every must be >= 1": self.checkpoint_every >= 1,
             "enc_blks and dec_blks must have the same length": len(self.enc_blks) == len(self.dec_blks),
+            "augment needs on_the_fly (a built pair's damage cannot follow a changed clean crop)": (
+                self.on_the_fly or not self.augment
+            ),
         }
         problems = [message for message, ok in checks.items() if not ok]
         if problems:
@@ -148,6 +154,8 @@ class PairStream(Dataset):
         task = get_task(row["task"])
         if self.pool is not None:
             crop = _crop(clean, self.config.patch, rng)
+            if self.config.augment:
+                crop = augment_clean(crop, rng)
             sample = make_sample(crop, task, self.pool, rng, self.degradable)
             clean, degraded, instruction = sample.clean, sample.degraded, sample.instruction
         else:
@@ -237,6 +245,8 @@ def train(
     start = 0
     if resume and (checkpoint := latest_checkpoint(out)) is not None:
         start = _restore(checkpoint, model, head, ema_model, ema_head, optimizer, scheduler)
+    elif config.init:
+        _start_from(Path(config.init), model, head, ema_model, ema_head)
     model, head, optimizer = accelerator.prepare(model, head, optimizer)
     ema_model.to(accelerator.device)
     ema_head.to(accelerator.device)
@@ -436,6 +446,25 @@ def _restore(checkpoint: Path, model, head, ema_model, ema_head, optimizer, sche
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
     return int(state["step"])
+
+
+def _start_from(path: Path, model, head, ema_model, ema_head) -> None:
+    """Fine-tune: copy the weights of a trained checkpoint into the live and EMA networks before step 0."""
+    if not path.is_file():
+        raise FileNotFoundError(f"--init {path}: no such checkpoint; give a .safetensors file from `instructir train`")
+    trained, trained_head, _ = load_checkpoint(path)
+    for name, mine, theirs in (("network", model, trained), ("text head", head, trained_head)):
+        if theirs is None:
+            raise TrainingError(f"--init {path} holds no {name}; give a checkpoint from `instructir train`")
+        shapes = {key: tuple(value.shape) for key, value in theirs.state_dict().items()}
+        if shapes != {key: tuple(value.shape) for key, value in mine.state_dict().items()}:
+            raise TrainingError(
+                f"--init {path}: its {name} has another architecture than this run's; give this run the "
+                "checkpoint's --width, --enc-blks, --middle-blks, --dec-blks and --encoder"
+            )
+        mine.load_state_dict(theirs.state_dict())
+    ema_model.load_state_dict(model.state_dict())
+    ema_head.load_state_dict(head.state_dict())
 
 
 def _jsonable(config: TrainConfig) -> dict[str, Any]:

@@ -102,6 +102,8 @@ class TrainSettings(_Section):
     middle_blks: int = Field(4, ge=0)
     dec_blks: list[int] = Field(default_factory=lambda: [2, 2, 2, 2])
     on_the_fly: bool = False
+    augment: bool = False
+    init: str | None = None
     workers: int = Field(0, ge=0)
     compile: bool = False
     launcher: Literal["none", "accelerate"] = "none"

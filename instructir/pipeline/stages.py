@@ -158,6 +158,8 @@ def train(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) -> 
         corpus=dataset_corpus(config, outputs),
         workers=settings.workers,
         compile=settings.compile,
+        augment=settings.augment,
+        init=settings.init,
     )
     model_folder = folder / "model"
     resume = latest_checkpoint(model_folder) is not None
@@ -259,6 +261,8 @@ def accelerate_command(config: Any, processes: int, resume: bool) -> list[str]:
     flags = [f"--{key}={value}" for key, value in options.items()]
     flags += ["--on-the-fly"] if config.on_the_fly else []
     flags += ["--compile"] if config.compile else []
+    flags += ["--augment"] if config.augment else []
+    flags += [f"--init={config.init}"] if config.init else []
     flags += ["--resume"] if resume else []
     launcher = [sys.executable, "-m", "accelerate.commands.launch", f"--num_processes={processes}"]
     return [*launcher, "-m", "instructir", "train", *flags]

@@ -1,10 +1,11 @@
-"""Package the default model: bf16 weights, figures on the held-out photo and real-style requests, and its card.
+"""Package the default model: bf16 weights, figures on the held-out photos and real-style requests, and its card.
 
-Usage: python models/default/card.py [--run models/default/work/train] [--data models/default/work/dataset]
-                                     [--out instructir/data/model]
+Usage: python models/default/card.py [--run models/default/work/finetune] [--base-run models/default/work/train]
+                                     [--data models/default/work/dataset-ft] [--out instructir/data/model]
 Reads the run's EMA weights (final.safetensors), writes OUT/default.safetensors in bf16 (float32 would not fit the
 package's 15 MB budget; the card states how far the bf16 figures are from the float32 ones), OUT/metrics.json and
-OUT/README.md (the card).
+OUT/README.md (the card). With --base-run, the run was a fine-tune of that run's weights: the card gives both
+stages and counts both wall times.
 """
 
 from __future__ import annotations
@@ -88,9 +89,25 @@ def largest_gap(a: dict, b: dict) -> float:
     )
 
 
+def stage_line(train: dict) -> str:
+    """One training stage's settings, as the card states them."""
+    line = (
+        f"{train['steps']:,} steps of batch {train['batch']} on {train['patch']}x{train['patch']} crops, AdamW, lr "
+        f"{train['lr']} with {train['warmup']} warm-up steps and cosine decay, intent cross-entropy weight "
+        f"{train['text_weight']}, EMA {train['ema_decay']}"
+    )
+    if train.get("init"):
+        line += f", starting from the weights of {train['init']}"
+    if train.get("augment"):
+        line += ", each clean crop turned by a random quarter turn and its exposure, white balance and gamma jittered"
+    return line + "."
+
+
 def card(metrics: dict) -> str:
     """The model card (Markdown) from the measured figures."""
     train = metrics["training"]
+    stages = [*metrics.get("base_training", []), train]
+    held_out = set(metrics["held_out"])
     lines = [
         "# instructir default model",
         "",
@@ -110,26 +127,27 @@ def card(metrics: dict) -> str:
         "(instructir-requests). Held out of training: "
         f"{', '.join(metrics['held_out'])} (test) and {', '.join(metrics['validation'])} (validation, used to pick"
         " the size).",
-        f"{train['steps']:,} steps of batch {train['batch']} on {train['patch']}x{train['patch']} crops, AdamW, lr "
-        f"{train['lr']} with {train['warmup']} warm-up steps and cosine decay, intent cross-entropy weight "
-        f"{train['text_weight']}, EMA {train['ema_decay']}. Wall time {metrics['wall_seconds'] / 3600:.2f} h on "
-        f"{metrics['machine']} (PyTorch {metrics['torch']}).",
+        *[f"Stage {number}: {stage_line(stage)}" for number, stage in enumerate(stages, 1)],
+        f"Wall time {metrics['wall_seconds'] / 3600:.2f} h in all on {metrics['machine']} (PyTorch "
+        f"{metrics['torch']}).",
         "",
-        "## Held-out photo, fixed damage, plain request",
+        "## Unseen photos, fixed damage, plain request",
         "",
-        "Each row damages the whole held-out photo once (settings in `instructir.model.probe.FIXED_DAMAGE`) and "
-        "restores it with the plain request shown. PSNR/SSIM in RGB against the clean photo; measured on "
+        "Each row damages a whole photo that training never saw once (settings in "
+        "`instructir.model.probe.FIXED_DAMAGE`) and restores it with the plain request shown: the test photo, and "
+        "the validation photo that chose the recipe. PSNR/SSIM in RGB against the clean photo; measured on "
         f"{metrics['machine']}.",
         "",
         "| photo | task | damage | request | input PSNR | restored PSNR | gain (dB) | input SSIM | restored SSIM |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for photo, tasks in metrics["figures"]["probe"].items():
+        role = "test" if photo in held_out else "validation"
         for task, row in tasks.items():
             lines.append(
-                f"| {photo} | {task} | {row['damage']['name']} | {row['instruction']} | {row['input_psnr']:.2f} | "
-                f"{row['psnr']:.2f} | {row['psnr'] - row['input_psnr']:+.2f} | {row['input_ssim']:.3f} | "
-                f"{row['ssim']:.3f} |"
+                f"| {photo} ({role}) | {task} | {row['damage']['name']} | {row['instruction']} | "
+                f"{row['input_psnr']:.2f} | {row['psnr']:.2f} | {row['psnr'] - row['input_psnr']:+.2f} | "
+                f"{row['input_ssim']:.3f} | {row['ssim']:.3f} |"
             )
     lines += [
         "",
@@ -149,7 +167,8 @@ def card(metrics: dict) -> str:
     intent = metrics["figures"]["intent"]
     gains = {
         task: row["psnr"] - row["input_psnr"]
-        for rows in metrics["figures"]["probe"].values()
+        for photo, rows in metrics["figures"]["probe"].items()
+        if photo in held_out
         for task, row in rows.items()
     }
     helped = [task for task, gain in gains.items() if gain > 0]
@@ -164,7 +183,8 @@ def card(metrics: dict) -> str:
         "",
         "## Limits",
         "",
-        f"A small network trained for two hours on {metrics['train_photos']} photos. On the held-out photo it "
+        f"A small network trained for {metrics['wall_seconds'] / 3600:.1f} hours on {metrics['train_photos']} photos. "
+        "On the test photo it "
         f"improves {', '.join(helped) or 'no task'} and does not improve {', '.join(hurt) or 'none'} (the rows "
         "above with a negative gain): for those, use a model trained longer on your own photos (`instructir run`, "
         "or `models/default/train.sh` with more data and steps).",
@@ -175,33 +195,46 @@ def card(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def wall_seconds(run: Path) -> float:
+    """The wall time of every segment of a run (train.sh appends one line per segment to segments.jsonl)."""
+    lines = (run / "segments.jsonl").read_text().splitlines()
+    return float(sum(json.loads(line)["seconds"] for line in lines if line))
+
+
+def run_config(run: Path) -> dict:
+    """The training settings a run's final weights carry."""
+    with safe_open(str(run / "final.safetensors"), "pt") as handle:
+        return json.loads(handle.metadata()["config"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, default=REPO / "models/default/work/train")
-    parser.add_argument("--data", type=Path, default=REPO / "models/default/work/dataset")
+    parser.add_argument("--run", type=Path, default=REPO / "models/default/work/finetune")
+    parser.add_argument("--base-run", type=Path, default=None, help="The run --run fine-tuned, if any.")
+    parser.add_argument("--data", type=Path, default=REPO / "models/default/work/dataset-ft")
     parser.add_argument("--out", type=Path, default=REPO / "instructir/data/model")
     args = parser.parse_args()
     final = args.run / "final.safetensors"
-    with safe_open(str(final), "pt") as handle:
-        saved = json.loads(handle.metadata()["config"])
-    segments = [json.loads(line) for line in (args.run / "segments.jsonl").read_text().splitlines() if line]
-    wall = float(sum(segment["seconds"] for segment in segments))
+    saved = run_config(args.run)
+    runs = [args.base_run, args.run] if args.base_run else [args.run]
+    wall = float(sum(wall_seconds(run) for run in runs))
     photos = photos_in(args.data, "test")
     validation = photos_in(args.data, "validation")
     train_photos = len(photos_in(args.data, "train"))
     facts = {"recipe": "models/default/train.sh", "held_out": photos, "wall_seconds": wall}
     facts["machine"] = cpu_description()
 
-    fp32 = measure(final, args.data, photos)
+    fp32 = measure(final, args.data, photos + validation)
     candidate = args.out / "default.safetensors"
     export(final, candidate, facts, torch.bfloat16)
-    bf16 = measure(candidate, args.data, photos)
+    bf16 = measure(candidate, args.data, photos + validation)
     gap = largest_gap(fp32, bf16)
     parameters = sum(tensor.numel() for tensor in load_file(candidate).values())
     with safe_open(str(candidate), "pt") as handle:
         tasks = json.loads(handle.metadata()["extra"])["tasks"]
     metrics = {
         "training": saved,
+        "base_training": [run_config(args.base_run)] if args.base_run else [],
         "tasks": tasks,
         "held_out": photos,
         "validation": validation,
