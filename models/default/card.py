@@ -1,11 +1,11 @@
 """Package the default model: bf16 weights, figures on the held-out photos and real-style requests, and its card.
 
-Usage: python models/default/card.py [--run models/default/work/finetune] [--base-run models/default/work/train]
+Usage: python models/default/card.py [--run models/default/work/finetune] [--base-run RUN ...]
                                      [--data models/default/work/dataset-ft] [--out instructir/data/model]
 Reads the run's EMA weights (final.safetensors), writes OUT/default.safetensors in bf16 (float32 would not fit the
 package's 15 MB budget; the card states how far the bf16 figures are from the float32 ones), OUT/metrics.json and
-OUT/README.md (the card). With --base-run, the run was a fine-tune of that run's weights: the card gives both
-stages and counts both wall times.
+OUT/README.md (the card). With --base-run (repeatable), the run fine-tuned those runs' weights in turn: the card
+gives every stage and counts every stage's wall time.
 """
 
 from __future__ import annotations
@@ -210,13 +210,15 @@ def run_config(run: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=REPO / "models/default/work/finetune")
-    parser.add_argument("--base-run", type=Path, default=None, help="The run --run fine-tuned, if any.")
+    parser.add_argument(
+        "--base-run", type=Path, action="append", default=[], help="The runs --run fine-tuned, first to last."
+    )
     parser.add_argument("--data", type=Path, default=REPO / "models/default/work/dataset-ft")
     parser.add_argument("--out", type=Path, default=REPO / "instructir/data/model")
     args = parser.parse_args()
     final = args.run / "final.safetensors"
     saved = run_config(args.run)
-    runs = [args.base_run, args.run] if args.base_run else [args.run]
+    runs = [*args.base_run, args.run]
     wall = float(sum(wall_seconds(run) for run in runs))
     photos = photos_in(args.data, "test")
     validation = photos_in(args.data, "validation")
@@ -234,7 +236,7 @@ def main() -> None:
         tasks = json.loads(handle.metadata()["extra"])["tasks"]
     metrics = {
         "training": saved,
-        "base_training": [run_config(args.base_run)] if args.base_run else [],
+        "base_training": [run_config(run) for run in args.base_run],
         "tasks": tasks,
         "held_out": photos,
         "validation": validation,

@@ -6,6 +6,9 @@
 #   2. 2,500 steps fine-tuning stage 1's EMA weights with --augment (each clean crop turned and its exposure, white
 #      balance and gamma jittered) on three times as many crops (work/finetune). Stage 1 alone improved the photos
 #      it trained on for every task but shifted the colours of unseen photos (validation: blur and x2 made worse).
+# A third stage (stage 2 again from stage 2's weights, 2,726 s) was tried and not kept: on the validation photo it
+# raised the sum of the gains (50.8 -> 51.9 dB) but lost 0.71 dB on haze, past the 0.5 dB a stage may lose on any
+# task, the rule set before its figures were read.
 # Rerunning resumes from the newest checkpoint (every 250 steps); each segment's wall time is appended to its run's
 # segments.jsonl, so the card's time counts every segment of both stages.
 # Usage: bash models/default/train.sh   (about 2.7 hours on 2 CPU cores; figures land in instructir/data/model/)
