@@ -8,13 +8,17 @@
 # candidate stays for python corpus/build_corpus.py to judge. Runs seed-0001..0008 were made earlier with the
 # seeds as examples (0001-0002 with --max-tokens 160 and no filter, 0003-0008 with --filter); their summary.json
 # records their settings, and the build reads their filtered and over-quota lines too.
-# Usage: bash corpus/generate_runs.sh FIRST_SEED LAST_SEED [THREADS] [PER_TASK]
+# TASKS (comma-separated, default every task) aims runs at the tasks the corpus is short of: runs 0104 on asked
+# for derain,deblur,dehaze,superres,enhance, the tasks under 400 rows after filtering (summary.json's out_by_task).
+# Usage: [TASKS=a,b] bash corpus/generate_runs.sh FIRST_SEED LAST_SEED [THREADS] [PER_TASK]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 first=${1:-101}; last=${2:-101}; threads=${3:-1}; per_task=${4:-300}
+tasks=()
+if [ -n "${TASKS:-}" ]; then tasks=(--tasks "$TASKS"); fi
 for seed in $(seq "$first" "$last"); do
   out=corpus/runs/grounded-$(printf %04d "$seed")
   if [ -f "$out/candidates.parquet" ]; then echo "seed $seed: done"; continue; fi
-  instructir prompts generate --out "$out" --seed "$seed" --per-task "$per_task" --threads "$threads" \
+  instructir prompts generate --out "$out" --seed "$seed" --per-task "$per_task" --threads "$threads" "${tasks[@]}" \
     --seeds-per-prompt 4 --generated-per-prompt 1 --examples corpus/examples/handwritten.jsonl --no-progress
 done
