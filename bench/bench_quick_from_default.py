@@ -27,29 +27,15 @@ from instructir.model.restore import Restorer
 from instructir.model.shipped import shipped_checkpoint
 from instructir.model.train import TrainConfig, train
 from instructir.pipeline.config import profile_config
+from instructir.pipeline.stages import training_config
 
 DEFAULT_SIZE = {"width": 24, "enc_blks": (1, 1, 2, 2), "middle_blk_num": 2, "dec_blks": (1, 1, 1, 1)}
 
 
 def quick_config(run: Path, out: Path) -> TrainConfig:
-    """The quick profile's training settings on the quick run's dataset."""
-    settings = profile_config("quick").train
-    return TrainConfig(
-        data=str(run / "dataset" / "dataset"),
-        out=str(out),
-        steps=settings.steps,
-        batch=settings.batch,
-        patch=settings.patch,
-        lr=settings.lr,
-        warmup=settings.warmup,
-        checkpoint_every=settings.steps,
-        width=settings.width,
-        enc_blks=tuple(settings.enc_blks),
-        middle_blk_num=settings.middle_blks,
-        dec_blks=tuple(settings.dec_blks),
-        on_the_fly=settings.on_the_fly,
-        corpus="instructir-requests",
-    )
+    """The quick profile's training settings on the quick run's dataset (what its train stage runs)."""
+    config = training_config(profile_config("quick"), str(run / "dataset" / "dataset"), out, "instructir-requests")
+    return replace(config, checkpoint_every=config.steps)
 
 
 def timed_train(config: TrainConfig) -> float:

@@ -132,15 +132,14 @@ def build(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) -> 
     return {"dataset": str(result.path), "summary": str(folder / "dataset" / "summary.json")}
 
 
-def train(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) -> dict[str, str]:
-    """Train (or resume training) InstructIR on the dataset; multi-GPU through ``accelerate launch``."""
-    from instructir.model.train import TrainConfig, latest_checkpoint, print_status
-    from instructir.model.train import train as train_model
+def training_config(config: RunConfig, data: str, out: Path, corpus: str) -> Any:
+    """The TrainConfig of a run's train stage: its settings, seed and encoder, on ``data``, writing to ``out``."""
+    from instructir.model.train import TrainConfig
 
     settings = config.train
-    train_config = TrainConfig(
-        data=outputs["dataset"]["dataset"],
-        out=str(folder / "model"),
+    return TrainConfig(
+        data=data,
+        out=str(out),
         steps=settings.steps,
         batch=settings.batch,
         patch=settings.patch,
@@ -155,12 +154,22 @@ def train(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) -> 
         dec_blks=tuple(settings.dec_blks),
         encoder=config.encoder,
         on_the_fly=settings.on_the_fly,
-        corpus=dataset_corpus(config, outputs),
+        corpus=corpus,
         workers=settings.workers,
         compile=settings.compile,
         augment=settings.augment,
         init=settings.init,
     )
+
+
+def train(config: RunConfig, folder: Path, outputs: Outputs, progress: bool) -> dict[str, str]:
+    """Train (or resume training) InstructIR on the dataset; multi-GPU through ``accelerate launch``."""
+    from instructir.model.train import latest_checkpoint, print_status
+    from instructir.model.train import train as train_model
+
+    settings = config.train
+    corpus = dataset_corpus(config, outputs)
+    train_config = training_config(config, outputs["dataset"]["dataset"], folder / "model", corpus)
     model_folder = folder / "model"
     resume = latest_checkpoint(model_folder) is not None
     if not resume and model_folder.exists():
