@@ -3,25 +3,31 @@ real paired layouts, and fresh samples each epoch from the on-the-fly transform.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import random
 import signal
 import subprocess
 import sys
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, cli_env, run_cli
 from PIL import Image
 
-from instructir.datasets.build import BuildConfig, build_dataset, missing_splits
+from instructir.datasets.build import BuildConfig, build_dataset, content_config, features, missing_splits
 from instructir.datasets.instructions import InstructionPool
 from instructir.datasets.onthefly import OnTheFly, train_transform
 from instructir.datasets.sources import folder_images
+from instructir.datasets.spill import Spill
 from instructir.tasks import get_task, task_names
 
 
@@ -102,6 +108,93 @@ def test_same_seed_gives_identical_bytes_whatever_the_worker_count(tmp_path, poo
     assert made["a"] == made["b"]
     arrow = [name for name in made["a"] if name.endswith(".arrow")]
     assert arrow and any(made["a"][name] != made["c"][name] for name in arrow)
+
+
+def dataset_files(folder: Path) -> dict[str, bytes]:
+    """The bytes of the files datasets reads (not the card, summary or rejects)."""
+    return {name: data for name, data in file_bytes(folder).items() if name not in ("README.md", "rejects.jsonl")}
+
+
+def save_in_memory(rows: dict[str, list[dict]], out: Path, config: BuildConfig) -> None:
+    """How the builder wrote before it streamed: each split's rows sorted by id in one in-memory table, written by
+    datasets itself (DatasetDict.save_to_disk, or Dataset.to_parquet)."""
+    schema = features()
+    fingerprint = hashlib.sha256(json.dumps(content_config(config), sort_keys=True).encode()).hexdigest()[:16]
+    info = datasets.DatasetInfo(features=schema, description="instructir (instruction, degraded, clean) triples")
+    parts = {}
+    for split, split_rows in rows.items():
+        ordered = sorted(split_rows, key=lambda row: row["id"])
+        table = pa.Table.from_batches([pa.RecordBatch.from_pylist(ordered, schema=schema.arrow_schema)])
+        parts[split] = datasets.Dataset(table, info=info, split=split, fingerprint=f"{fingerprint}-{split}")
+    if config.format == "arrow":
+        datasets.DatasetDict(parts).save_to_disk(str(out))
+        return
+    for split, dataset in parts.items():
+        dataset.to_parquet(str(out / "data" / f"{split}-00000-of-00001.parquet"))
+
+
+def test_streamed_files_match_one_in_memory_table_saved_by_datasets_byte_for_byte(tmp_path, pool, monkeypatch):
+    # Small shards and row groups, so the layout datasets picks from the data's size (shard count, write batch
+    # rows) has room to differ: train spreads over several shards, each written in several batches.
+    monkeypatch.setattr(datasets.config, "MAX_SHARD_SIZE", "150KB")
+    monkeypatch.setattr(datasets.config, "MAX_ROW_GROUP_SIZE", "40KB")
+    # Photos given in reverse name order, so rows are made out of id order and the builder has to sort them; 3 x 22
+    # samples a photo are two jobs each.
+    images = folder_images(photo_folder(tmp_path / "photos", 4))[::-1]
+    config = BuildConfig(tasks=("denoise", "derain", "lowlight"), per_image=22, patch=32, seed=2)
+    built = build_dataset(tmp_path / "arrow", pool, images, config=config)
+    loaded = datasets.load_from_disk(str(tmp_path / "arrow"))
+    rows = {split: loaded[split].data.table.to_pylist() for split in loaded}
+    assert {split: len(split_rows) for split, split_rows in rows.items()} == built.summary["by_split"]
+    for split_rows in rows.values():
+        random.Random(0).shuffle(split_rows)
+    save_in_memory(rows, tmp_path / "in-memory", config)
+    streamed, in_memory = dataset_files(tmp_path / "arrow"), dataset_files(tmp_path / "in-memory")
+    assert streamed.keys() == in_memory.keys()
+    train = [name for name in streamed if name.startswith("train/") and name.endswith(".arrow")]
+    batches = pa.ipc.open_stream(streamed[train[0]]).read_all().to_batches()
+    assert len(train) > 2 and len(batches) > 1, "the layout is trivial; shrink the shards and row groups"
+    assert [name for name in streamed if streamed[name] != in_memory[name]] == []
+
+    parquet = replace(config, format="parquet")
+    build_dataset(tmp_path / "parquet", pool, images, config=parquet)
+    save_in_memory(rows, tmp_path / "in-memory-parquet", parquet)
+    streamed, in_memory = dataset_files(tmp_path / "parquet"), dataset_files(tmp_path / "in-memory-parquet")
+    assert streamed.keys() == in_memory.keys()
+    assert pq.ParquetFile(tmp_path / "parquet/data/train-00000-of-00001.parquet").num_row_groups > 1
+    assert [name for name in streamed if streamed[name] != in_memory[name]] == []
+
+
+def test_spill_reads_rows_back_in_id_order_and_sizes_them_as_datasets_does_one_in_memory_table(tmp_path):
+    rng = random.Random(0)
+
+    def row(index: int) -> dict:
+        clean = rng.randbytes(rng.randrange(50, 900))
+        return {
+            "id": f"train/{rng.choice('abc')}{index}",
+            "task": rng.randrange(len(task_names())),
+            "instruction": "x" * rng.randrange(1, 60),
+            "clean": {"bytes": clean, "path": None},
+            "degraded": {"bytes": clean[::-1], "path": None},
+            "params": "{}",
+            "source": "s" * rng.randrange(1, 9),
+        }
+
+    rows = [row(index) for index in range(159)]
+    spill = Spill(tmp_path, features())
+    start = 0
+    for size in (5, 40, 1, 17, 64, 3, 29):
+        spill.add("train", rows[start : start + size])
+        start += size
+    spill.close()
+    assert spill.count("train") == len(rows) == start
+    back = [row for table in spill.tables("train", [7, 100, 52]) for row in table.to_pylist()]
+    ordered = sorted(rows, key=lambda row: row["id"])
+    assert [row["id"] for row in back] == [row["id"] for row in ordered] and back == ordered
+    # save_to_disk picks the shard count and write batch rows from this estimate, so it must be datasets' own.
+    table = pa.Table.from_batches([pa.RecordBatch.from_pylist(ordered, schema=features().arrow_schema)])
+    in_memory = datasets.Dataset(table, info=datasets.DatasetInfo(features=features()))
+    assert spill.estimated_nbytes("train") == in_memory._estimate_nbytes()
 
 
 def test_bad_files_are_skipped_with_reasons_and_the_rest_is_built(tmp_path, pool):
@@ -248,9 +341,12 @@ def test_sigkill_mid_build_leaves_nothing_that_loads_and_a_rerun_completes(tmp_p
     assert not out.exists()
     with pytest.raises(FileNotFoundError):
         datasets.load_from_disk(str(out))
+    leftover = tmp_path / f".ds.partial-{process.pid}"  # where the killed build spilled its rows, if it got there
+    leftover.mkdir(exist_ok=True)
     done = run_cli(*command[3:])
     assert done.returncode == 0, done.stderr
     assert sum(len(split) for split in datasets.load_from_disk(str(out)).values()) == 30 * 6 * 8
+    assert not leftover.exists(), "the rerun removes what the killed build left"
 
 
 def test_paired_lol_layout_goes_to_its_splits_with_lowlight_requests(tmp_path, pool):

@@ -4,13 +4,16 @@ Splits are made by source image (no photo is in two splits), over the photos tha
 takes a split's only photo. Same-named photos from different folders stay two photos. Every sample's generator
 derives from
 (seed, image name, task id, sample index), so the same inputs and seed give byte-identical files whatever the
-number of worker processes. The dataset is written under a temporary name and renamed when complete, so a killed
-build never leaves a folder that loads as a finished dataset. Unreadable or unsuitable images are skipped and
-listed with their reason in ``rejects.jsonl``; ``summary.json`` and a dataset card sit beside the data.
+number of worker processes. Rows go to disk as they are made (``instructir.datasets.spill``), so memory does not
+grow with the number of samples, and each split is written sorted by id. The dataset is written under a temporary
+name and renamed when complete, so a killed build never leaves a folder that loads as a finished dataset (the next
+build of the same folder deletes what it left). Unreadable or unsuitable images are skipped and listed with their
+reason in ``rejects.jsonl``; ``summary.json`` and a dataset card sit beside the data.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -32,12 +35,16 @@ from instructir.datasets.images import ImageError, crop_to_multiple, encode_png,
 from instructir.datasets.instructions import InstructionPool
 from instructir.datasets.paired import PairRef
 from instructir.datasets.sources import ImageRef
+from instructir.datasets.spill import Spill, save_parquet, save_to_disk
 from instructir.datasets.synthesis import Sample, make_sample, restoration_tasks
 from instructir.io import replace_folder, write_json
 from instructir.tasks import Task, all_tasks, get_task, resolve_tasks, task_names
 
 SPLITS = ("train", "validation", "test")
 FORMATS = ("arrow", "parquet")
+# A job's rows are all in memory at once (in a worker and here), so a photo's samples are split into jobs of at
+# most this many: about 1 MB of rows at --patch 64, 20 MB at 256, whatever --per-image is.
+SAMPLES_PER_JOB = 64
 
 
 @dataclass(frozen=True)
@@ -175,32 +182,66 @@ def build_dataset(
     rejects += [reject for reject in checked if reject is not None]
     usable = [ref for ref, reject in zip(images, checked, strict=True) if reject is None]
     splits = assign_splits([ref.name for ref in usable], config)
-    jobs: list[tuple[str, Any]] = [("image", (ref, splits[ref.name])) for ref in usable]
+    jobs = [job for ref in usable for job in image_jobs(ref, splits[ref.name], synthesised, config.per_image)]
     jobs += [("pair", pair) for pair in pairs]
     worker = partial(_run_job, corpus=corpus, tasks=tuple(synthesised), config=config)
-    rows: dict[str, list[dict[str, Any]]] = {split: [] for split in SPLITS}
-    late_failures = 0
-    for job, (made, failed) in zip(jobs, _map(worker, jobs, config.num_proc, show_progress), strict=True):
-        for split, row in made:
-            rows[split].append(row)
-        rejects += failed
-        late_failures += bool(failed) and job[0] == "image"
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    remove_leftovers(out)
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    summary = _summary(rows, rejects, config, given, pairs, time.monotonic() - started)
-    summary["inputs"]["photos_used"] = len(usable) - late_failures
-    summary["empty_splits"] = missing_splits(summary["by_split"], len(usable), config)
-    for split in summary["empty_splits"]:
-        warnings.warn(f"the {split} split is empty: too few photos decoded to give it one", stacklevel=2)
-    _write_splits(rows, tmp, config)
-    with (tmp / "rejects.jsonl").open("w") as handle:
-        for reject in rejects:
-            handle.write(json.dumps(reject, sort_keys=True) + "\n")
-    write_json(summary, tmp / "summary.json")
-    (tmp / "README.md").write_text(dataset_card(summary, config))
+    spilled = tmp / ".rows"
+    spilled.mkdir(parents=True)
+    try:
+        spill = Spill(spilled, features())
+        counts: dict[str, Counter[str]] = {split: Counter() for split in SPLITS}
+        late_failures: set[str] = set()
+        made_by = _map(worker, jobs, config.num_proc, show_progress, "building", "job")
+        for job, (made, failed) in zip(jobs, made_by, strict=True):
+            for split in SPLITS:
+                rows = [row for where, row in made if where == split]
+                if rows:
+                    spill.add(split, rows)
+                    counts[split].update(get_task(row["task"]).name for row in rows)
+            if job[0] == "image":
+                failed = [reject for reject in failed if reject["name"] not in late_failures]
+                late_failures.update(reject["name"] for reject in failed)
+            rejects += failed
+        spill.close()
+        summary = _summary(counts, rejects, config, given, pairs, time.monotonic() - started)
+        summary["inputs"]["photos_used"] = len(usable) - len(late_failures)
+        summary["empty_splits"] = missing_splits(summary["by_split"], len(usable), config)
+        for split in summary["empty_splits"]:
+            warnings.warn(f"the {split} split is empty: too few photos decoded to give it one", stacklevel=2)
+        _write_splits(spill, tmp, config)
+        shutil.rmtree(spilled)
+        with (tmp / "rejects.jsonl").open("w") as handle:
+            for reject in rejects:
+                handle.write(json.dumps(reject, sort_keys=True) + "\n")
+        write_json(summary, tmp / "summary.json")
+        (tmp / "README.md").write_text(dataset_card(summary, config))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     replace_folder(tmp, out)
     return BuildResult(out, summary, rejects)
+
+
+def remove_leftovers(out: Path) -> None:
+    """Delete the partial folders that killed builds of ``out`` left beside it (they hold the spilled rows, as big
+    as the dataset); those of builds still running are kept."""
+    for folder in out.parent.glob(f".{glob.escape(out.name)}.partial-*"):
+        pid = folder.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def distinct_photos(images: Sequence[ImageRef]) -> tuple[list[ImageRef], list[dict[str, Any]]]:
@@ -254,10 +295,10 @@ def _decode(ref: ImageRef, config: BuildConfig) -> np.ndarray:
     return crop_to_multiple(image, 16)
 
 
-def _map(worker, jobs: list, num_proc: int, show_progress: bool, desc: str = "images"):
+def _map(worker, jobs: list, num_proc: int, show_progress: bool, desc: str = "images", unit: str = "image"):
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(jobs), desc=desc, unit="image", disable=not show_progress)
+    bar = tqdm(total=len(jobs), desc=desc, unit=unit, disable=not show_progress)
     with bar:
         if num_proc == 1 or len(jobs) <= 1:
             for job in jobs:
@@ -277,23 +318,45 @@ def _run_job(job: tuple[str, Any], corpus: InstructionPool, tasks: tuple[Task, .
     return _pair_sample(payload, corpus=corpus, config=config)
 
 
-def _image_samples(ref: ImageRef, split: str, corpus: InstructionPool, tasks: tuple[Task, ...], config: BuildConfig):
+def image_jobs(ref: ImageRef, split: str, tasks: Sequence[Task], per_image: int) -> list[tuple[str, Any]]:
+    """The jobs that make one photo's samples: its (task, sample index) pairs, SAMPLES_PER_JOB at a time, in the
+    order of their ids, so the rows reach the spill in about the order they are saved in."""
+    samples = [(task, index) for task in tasks for index in range(per_image)]
+    samples.sort(key=lambda sample: sample_id(split, ref.name, *sample))
+    return [
+        ("image", (ref, split, tuple(samples[start : start + SAMPLES_PER_JOB])))
+        for start in range(0, len(samples), SAMPLES_PER_JOB)
+    ]
+
+
+def _image_samples(
+    ref: ImageRef,
+    split: str,
+    samples: tuple[tuple[Task, int], ...],
+    corpus: InstructionPool,
+    tasks: tuple[Task, ...],
+    config: BuildConfig,
+):
     try:
         image = _decode(ref, config)
     except ImageError as error:
         return [], [_reject(ref.name, ref.source, error)]
     degradable = restoration_tasks(tasks)
     made = []
-    for task in tasks:
-        for index in range(config.per_image):
-            rng = sample_rng(config.seed, ref.name, task, index)
-            crop = random_crop(image, config.patch, rng) if config.patch else image
-            mixture = 1
-            if split == "train" and config.mixtures and rng.random() < config.mixtures:
-                mixture = int(rng.integers(2, 4))
-            sample = make_sample(crop, task, corpus, rng, degradable, mixture)
-            made.append((split, _row(f"{split}/{ref.name}/{task.name}/{index}", sample, ref.source)))
+    for task, index in samples:
+        rng = sample_rng(config.seed, ref.name, task, index)
+        crop = random_crop(image, config.patch, rng) if config.patch else image
+        mixture = 1
+        if split == "train" and config.mixtures and rng.random() < config.mixtures:
+            mixture = int(rng.integers(2, 4))
+        sample = make_sample(crop, task, corpus, rng, degradable, mixture)
+        made.append((split, _row(sample_id(split, ref.name, task, index), sample, ref.source)))
     return made, []
+
+
+def sample_id(split: str, name: str, task: Task, index: int) -> str:
+    """The id of a photo's sample; each split is saved sorted by id."""
+    return f"{split}/{name}/{task.name}/{index}"
 
 
 def _pair_sample(pair: PairRef, corpus: InstructionPool, config: BuildConfig):
@@ -334,34 +397,24 @@ def _reject(name: str, source: str, error: ImageError) -> dict[str, Any]:
     return {"name": name, "source": source, "reason": getattr(error, "reason", "unreadable"), "message": str(error)}
 
 
-def _write_splits(rows: dict[str, list[dict[str, Any]]], folder: Path, config: BuildConfig) -> None:
-    import pyarrow as pa
-    from datasets import Dataset, DatasetDict, DatasetInfo, NamedSplit
+def _write_splits(spill: Spill, folder: Path, config: BuildConfig) -> None:
+    """Save the splits that hold rows, sorted by id, as ``DatasetDict.save_to_disk`` or ``to_parquet`` would."""
+    from datasets import DatasetInfo
 
-    schema = features()
-    fingerprint = hashlib.sha256(json.dumps(content_config(config), sort_keys=True).encode()).hexdigest()[:16]
-    parts = {}
-    for split in SPLITS:
-        if not rows[split]:
-            continue
-        ordered = sorted(rows[split], key=lambda row: row["id"])
-        table = pa.Table.from_batches([pa.RecordBatch.from_pylist(ordered, schema=schema.arrow_schema)])
-        info = DatasetInfo(features=schema, description="instructir (instruction, degraded, clean) triples")
-        parts[split] = Dataset(table, info=info, split=NamedSplit(split), fingerprint=f"{fingerprint}-{split}")
+    splits = [split for split in SPLITS if spill.count(split)]
     if config.format == "arrow":
-        DatasetDict(parts).save_to_disk(str(folder))
+        fingerprint = hashlib.sha256(json.dumps(content_config(config), sort_keys=True).encode()).hexdigest()[:16]
+        info = DatasetInfo(features=features(), description="instructir (instruction, degraded, clean) triples")
+        save_to_disk(spill, splits, folder, info, fingerprint)
         return
     (folder / "data").mkdir()
-    for split, dataset in parts.items():
-        dataset.to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
+    for split in splits:
+        save_parquet(spill, split, folder / "data" / f"{split}-00000-of-00001.parquet")
 
 
-def _summary(rows, rejects, config: BuildConfig, images, pairs, seconds: float) -> dict[str, Any]:
-    by_split = {split: len(rows[split]) for split in SPLITS}
-    by_task: dict[str, dict[str, int]] = {}
-    for split in SPLITS:
-        counts = Counter(get_task(row["task"]).name for row in rows[split])
-        by_task[split] = dict(sorted(counts.items()))
+def _summary(counts, rejects, config: BuildConfig, images, pairs, seconds: float) -> dict[str, Any]:
+    by_split = {split: sum(counts[split].values()) for split in SPLITS}
+    by_task = {split: dict(sorted(counts[split].items())) for split in SPLITS}
     sources = Counter(ref.source for ref in images) + Counter(pair.source for pair in pairs)
     return {
         "samples": sum(by_split.values()),
