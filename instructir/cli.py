@@ -621,9 +621,6 @@ def train_command(
     augment: Annotated[
         bool, typer.Option(help="With --on-the-fly: turn each clean crop, jitter its exposure, white balance, gamma.")
     ] = False,
-    shuffle_channels: Annotated[
-        bool, typer.Option(help="With --augment: also put half the crops' colour channels in another order.")
-    ] = False,
     init: Annotated[
         Path | None, typer.Option(help="Fine-tune: start from this checkpoint's weights (same architecture).")
     ] = None,
@@ -659,7 +656,6 @@ def train_command(
             workers=workers,
             compile=compile,
             augment=augment,
-            shuffle_channels=shuffle_channels,
             init=str(init) if init else None,
         )
         bar = progress and sys.stderr.isatty()

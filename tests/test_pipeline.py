@@ -272,7 +272,6 @@ def test_the_accelerate_command_carries_every_training_setting(monkeypatch):
         workers=1,
         compile=True,
         augment=True,
-        shuffle_channels=True,
         init="runs/base/final.safetensors",
     )
     command = accelerate_command(config, processes=2, resume=True)

@@ -4,13 +4,9 @@ With a handful of photos a network learns each photo's own colours and framing a
 them (the default model darkened and shifted the colours of its held-out photo for blur, x2 and colour-cast
 requests while improving the photos it trained on). A quarter turn and a mild change of exposure, white balance and
 gamma make every crop a slightly different photo, so what the network can learn is the damage, not the photo.
-Shuffling the colour channels goes further: a photo's colours stop being something to memorise at all (the
-damage of every task but the colour cast is the same in each channel, and the cast is applied after the shuffle).
 """
 
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 
@@ -34,21 +30,6 @@ def photometric_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarra
     return np.power(scaled, np.float32(gamma)).astype(np.float32)
 
 
-def shuffle_channels(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``image`` as it is for half the draws, with its channels in one of the five other orders for the rest."""
-    if rng.random() < 0.5:
-        return image
-    orders = [order for order in itertools.permutations(range(3)) if order != (0, 1, 2)]
-    return image[..., list(orders[int(rng.integers(len(orders)))])]
-
-
-def augment_clean(image: np.ndarray, rng: np.random.Generator, shuffle: bool = False) -> np.ndarray:
-    """A quarter turn, the photometric jitter and, with ``shuffle``, a channel shuffle: one pair's clean target.
-
-    Without ``shuffle`` the generator is drawn from exactly as before the shuffle existed, so older recipes rerun
-    to the same crops.
-    """
-    image = photometric_jitter(quarter_turn(image, rng), rng)
-    if shuffle:
-        image = shuffle_channels(image, rng)
-    return np.ascontiguousarray(image)
+def augment_clean(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A quarter turn, then the photometric jitter: the clean target of one training pair."""
+    return np.ascontiguousarray(photometric_jitter(quarter_turn(image, rng), rng))

@@ -71,7 +71,6 @@ class TrainConfig:
     workers: int = 0
     compile: bool = False
     augment: bool = False
-    shuffle_channels: bool = False
     init: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -89,7 +88,6 @@ class TrainConfig:
             "augment needs on_the_fly (a built pair's damage cannot follow a changed clean crop)": (
                 self.on_the_fly or not self.augment
             ),
-            "shuffle_channels needs augment": self.augment or not self.shuffle_channels,
         }
         problems = [message for message, ok in checks.items() if not ok]
         if problems:
@@ -157,7 +155,7 @@ class PairStream(Dataset):
         if self.pool is not None:
             crop = _crop(clean, self.config.patch, rng)
             if self.config.augment:
-                crop = augment_clean(crop, rng, shuffle=self.config.shuffle_channels)
+                crop = augment_clean(crop, rng)
             sample = make_sample(crop, task, self.pool, rng, self.degradable)
             clean, degraded, instruction = sample.clean, sample.degraded, sample.instruction
         else:

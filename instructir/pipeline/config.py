@@ -103,7 +103,6 @@ class TrainSettings(_Section):
     dec_blks: list[int] = Field(default_factory=lambda: [2, 2, 2, 2])
     on_the_fly: bool = False
     augment: bool = False
-    shuffle_channels: bool = False
     init: str | None = None
     workers: int = Field(0, ge=0)
     compile: bool = False

@@ -158,7 +158,6 @@ def training_config(config: RunConfig, data: str, out: Path, corpus: str) -> Any
         workers=settings.workers,
         compile=settings.compile,
         augment=settings.augment,
-        shuffle_channels=settings.shuffle_channels,
         init=settings.init,
     )
 
@@ -272,7 +271,6 @@ def accelerate_command(config: Any, processes: int, resume: bool) -> list[str]:
     flags += ["--on-the-fly"] if config.on_the_fly else []
     flags += ["--compile"] if config.compile else []
     flags += ["--augment"] if config.augment else []
-    flags += ["--shuffle-channels"] if config.shuffle_channels else []
     flags += [f"--init={config.init}"] if config.init else []
     flags += ["--resume"] if resume else []
     launcher = [sys.executable, "-m", "accelerate.commands.launch", f"--num_processes={processes}"]
