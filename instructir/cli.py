@@ -622,7 +622,10 @@ def train_command(
         bool, typer.Option(help="With --on-the-fly: turn each clean crop, jitter its exposure, white balance, gamma.")
     ] = False,
     init: Annotated[
-        Path | None, typer.Option(help="Fine-tune: start from this checkpoint's weights (same architecture).")
+        Path | None,
+        typer.Option(
+            help="Fine-tune: start from this checkpoint's weights (same architecture); `shipped`: the default model."
+        ),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its newest checkpoint.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,

@@ -30,7 +30,17 @@ def tiny_config(out: Path, url: str, **overrides) -> dict:
         "out": str(out),
         "generate": {"backend": "openai", "base_url": url, "model": "test-model", "per_task": 6},
         "dataset": {"corpus": "generated", "tasks": ["denoise", "lowlight"], "per_image": 2, "patch": 64},
-        "train": {"steps": 40, "batch": 2, "patch": 32, "width": 8, "checkpoint_every": 10, "on_the_fly": False},
+        # A width-8 network from scratch: the profile's fine-tune of the default model would take minutes.
+        "train": {
+            "steps": 40,
+            "batch": 2,
+            "patch": 32,
+            "width": 8,
+            "checkpoint_every": 10,
+            "on_the_fly": False,
+            "augment": False,
+            "init": None,
+        },
         "evaluate": {"split": "test"},
         "analyze": {"clusters": True, "diversity": True, "compare_with": None, "real": str(REAL)},
     }
@@ -209,6 +219,7 @@ def embedded_llm_config(out: Path) -> dict:
             "dec_blks": [1, 1, 1, 1],
             "checkpoint_every": 40,
             "on_the_fly": True,
+            "init": None,
         },
         "evaluate": {"split": "test"},
         "analyze": {"clusters": False, "diversity": False, "compare_with": None, "real": None},

@@ -18,7 +18,9 @@ from instructir.datasets.build import BuildConfig, build_dataset
 from instructir.datasets.instructions import InstructionPool
 from instructir.datasets.sources import sample_images
 from instructir.model.checkpoint import load_checkpoint
+from instructir.model.shipped import shipped_checkpoint
 from instructir.model.train import StatusLines, status_line
+from instructir.pipeline import profile_config
 from instructir.prompts.embed import Embedder
 
 TINY = ["--width", "8", "--enc-blks", "1,1", "--middle-blks", "1", "--dec-blks", "1,1"]
@@ -187,3 +189,19 @@ def test_fine_tuning_starts_from_the_given_weights_and_refuses_another_architect
     assert wider.returncode == 2 and "another architecture" in wider.stderr and "--width" in wider.stderr
     built = run_cli("train", "--out", str(tmp_path / "built"), *common, "--augment", "--steps", "1", *TINY)
     assert built.returncode == 2 and "augment needs on_the_fly" in built.stderr
+
+
+def test_init_shipped_fine_tunes_the_packaged_default_model_at_the_quick_profiles_size(denoise_data, tmp_path):
+    settings = profile_config("quick").train
+    assert settings.init == "shipped", "the main job fine-tunes the default model"
+    size = ["--width", str(settings.width), "--middle-blks", str(settings.middle_blks)]
+    size += ["--enc-blks", ",".join(map(str, settings.enc_blks)), "--dec-blks", ",".join(map(str, settings.dec_blks))]
+    args = ["--data", str(denoise_data), "--out", str(tmp_path / "tuned"), "--batch", "2", "--patch", "32"]
+    args += ["--steps", "1", "--lr", "1e-12", "--warmup", "1", "--init", "shipped", "--on-the-fly", "--no-progress"]
+    done = run_cli("train", *args, *size)
+    assert done.returncode == 0, done.stderr
+    ours, our_head, _ = load_checkpoint(tmp_path / "tuned" / "final.safetensors")
+    theirs, their_head, _ = load_checkpoint(shipped_checkpoint())
+    for mine, given in ((ours, theirs), (our_head, their_head)):
+        for key, value in mine.state_dict().items():
+            assert torch.allclose(value, given.state_dict()[key].float(), atol=1e-6), f"{key} is not the shipped one"

@@ -10,10 +10,18 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
+# What ``--init`` and ``train.init`` accept to fine-tune the default model wherever the package is installed.
+SHIPPED = "shipped"
+
 
 def shipped_checkpoint() -> Path:
     """Where the package's default model file lies once installed."""
     return Path(str(files("instructir") / "data" / "model" / "default.safetensors"))
+
+
+def init_checkpoint(init: str) -> Path:
+    """The file a fine-tune's ``--init`` names: the shipped default model for ``shipped``, else the path given."""
+    return shipped_checkpoint() if init == SHIPPED else Path(init)
 
 
 def shipped_card() -> Path:

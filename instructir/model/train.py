@@ -34,6 +34,7 @@ from instructir.datasets.instructions import InstructionPool
 from instructir.datasets.synthesis import make_sample, restoration_tasks
 from instructir.model.checkpoint import load_checkpoint, save_checkpoint
 from instructir.model.instructir import InstructIR
+from instructir.model.shipped import init_checkpoint
 from instructir.model.text import TextHead
 from instructir.prompts.embed import DEFAULT_ENCODER, Embedder
 from instructir.tasks import all_tasks, get_task
@@ -246,7 +247,7 @@ def train(
     if resume and (checkpoint := latest_checkpoint(out)) is not None:
         start = _restore(checkpoint, model, head, ema_model, ema_head, optimizer, scheduler)
     elif config.init:
-        _start_from(Path(config.init), model, head, ema_model, ema_head)
+        _start_from(init_checkpoint(config.init), model, head, ema_model, ema_head)
     model, head, optimizer = accelerator.prepare(model, head, optimizer)
     ema_model.to(accelerator.device)
     ema_head.to(accelerator.device)
