@@ -200,8 +200,11 @@ def test_init_shipped_fine_tunes_the_packaged_default_model_at_the_quick_profile
     args += ["--steps", "1", "--lr", "1e-12", "--warmup", "1", "--init", "shipped", "--on-the-fly", "--no-progress"]
     done = run_cli("train", *args, *size)
     assert done.returncode == 0, done.stderr
-    ours, our_head, _ = load_checkpoint(tmp_path / "tuned" / "final.safetensors")
-    theirs, their_head, _ = load_checkpoint(shipped_checkpoint())
+    ours, our_head, saved = load_checkpoint(tmp_path / "tuned" / "final.safetensors")
+    theirs, their_head, shipped = load_checkpoint(shipped_checkpoint())
+    assert len(shipped["extra"]["tasks"]) == 7 and saved["extra"]["tasks"] == shipped["extra"]["tasks"], (
+        "fine-tuned on denoising alone, the weights still know every task the shipped model was taught"
+    )
     for mine, given in ((ours, theirs), (our_head, their_head)):
         for key, value in mine.state_dict().items():
             assert torch.allclose(value, given.state_dict()[key].float(), atol=1e-6), f"{key} is not the shipped one"

@@ -223,7 +223,8 @@ def train(
     train_split = load_built(config.data, "train")
     texts = list(train_split["instruction"])
     trained_ids = set(train_split["task"])
-    trained_tasks = [task.name for task in all_tasks() if task.id in trained_ids]
+    inherited = _fine_tuned_tasks(config.init)
+    trained_tasks = [task.name for task in all_tasks() if task.id in trained_ids or task.name in inherited]
     pool = InstructionPool.from_corpus(config.corpus) if config.on_the_fly else None
     if pool is not None:
         texts += [text for group in pool.by_task.values() for text in group]
@@ -447,6 +448,15 @@ def _restore(checkpoint: Path, model, head, ema_model, ema_head, optimizer, sche
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
     return int(state["step"])
+
+
+def _fine_tuned_tasks(init: str | None) -> set[str]:
+    """The tasks the checkpoint a run fine-tunes was taught (none from scratch): its weights still know them."""
+    path = init_checkpoint(init) if init else None
+    if path is None or not path.is_file():
+        return set()  # from scratch, or a missing file that _start_from reports
+    _, _, saved = load_checkpoint(path)
+    return set(saved.get("extra", {}).get("tasks") or [])
 
 
 def _start_from(path: Path, model, head, ema_model, ema_head) -> None:
