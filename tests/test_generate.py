@@ -309,3 +309,20 @@ def test_generate_cli_writes_mode_columns_and_refuses_a_bad_mode_or_examples_fil
     (tmp_path / "broken.jsonl").write_text('{"text": "x", "task": "cooking"}\n')
     broken = run_cli(*generate_args(server.url, tmp_path / "c", "--examples", str(tmp_path / "broken.jsonl")))
     assert broken.returncode == 2 and "unknown task 'cooking'" in broken.stderr
+
+
+def test_the_complete_style_is_a_plain_list_for_a_base_model_to_continue_in_plain_mode_only():
+    from instructir.prompts.generate import GenerationConfig
+    from instructir.prompts.templates import build_messages
+
+    templates = load_templates()
+    examples = ["get the rain off this street shot", "raindrops all over my holiday pic, fix?"]
+    messages = build_messages(templates, "complete", "remove rain streaks", examples, 5, "a teen", "short")
+    assert len(messages) == 1 and messages[0][0] == "assistant"
+    document = messages[0][1]
+    assert "remove rain streaks" in document.splitlines()[0]
+    assert document.endswith("- get the rain off this street shot\n- raindrops all over my holiday pic, fix?\n-")
+    with pytest.raises(ValueError, match="plain-mode prompts only"):
+        build_messages(templates, "complete", "remove rain streaks", examples, 5, "a teen", "short", "rewrite")
+    config = GenerationConfig(style="complete")
+    assert config.stop_strings == ("\n\n",) and config.reply_tokens == 96

