@@ -67,6 +67,23 @@ def test_greedy_semantic_dedup_on_vectors_with_known_structure():
     assert len(partitioned.run_on_vectors(data, vectors).kept) == 40
 
 
+def test_semantic_dedup_that_prefers_a_score_keeps_the_best_of_each_group_in_input_order():
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(6, 16))
+    vectors = np.concatenate([base, base + 0.001 * rng.normal(size=base.shape)])
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    scores = [0.9, 0.2, 0.9, 0.2, 0.9, 0.2, 0.1, 0.8, 0.1, 0.8, 0.1, 0.8]
+    data = [{"id": f"r{i}", "task": "denoise", "text": str(i), "quality": q} for i, q in enumerate(scores)]
+    data[10]["source"] = "seed"
+    for partition_above in (100, 4):
+        stage = SemanticDedup(None, threshold=0.95, prefer="quality", partition_above=partition_above)
+        stage.rows_per_cluster = 4
+        kept = [row["id"] for row in stage.run_on_vectors(data, vectors).kept]
+        assert kept == ["r0", "r2", "r7", "r9", "r10", "r11"], "the better paraphrase, and the seed, survive"
+    plain = SemanticDedup(None, threshold=0.95).run_on_vectors(data, vectors).kept
+    assert [row["id"] for row in plain] == [f"r{i}" for i in range(6)], "without prefer: the first of each group"
+
+
 def test_semantic_dedup_with_the_real_encoder_and_a_cache_that_recomputes_nothing(embedder):
     data = rows(
         ("denoise", "Please remove the noise from this photo."),

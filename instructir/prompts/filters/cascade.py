@@ -60,7 +60,7 @@ class FilterResult:
 
 def default_stages(config: FilterConfig, embedder: Embedder | None) -> list[Stage]:
     """The standard cascade: cheap stages first, embedding stages last; the learned quality stage runs before
-    semantic dedup, so a duplicate group keeps a row that passed it."""
+    semantic dedup, so a duplicate group keeps a row that passed it, and the one it scores highest."""
     stages: list[Stage] = [
         QualityRules(require_request_cue=config.require_request_cue),
         ExactDedup(),
@@ -69,7 +69,8 @@ def default_stages(config: FilterConfig, embedder: Embedder | None) -> list[Stag
     if embedder is not None and config.learned_quality:
         stages.append(learned_quality_stage(embedder, config))
     if embedder is not None and config.semantic:
-        stages.append(SemanticDedup(embedder, threshold=config.semantic_threshold))
+        prefer = "quality" if config.learned_quality else None
+        stages.append(SemanticDedup(embedder, threshold=config.semantic_threshold, prefer=prefer))
     if embedder is not None and config.labels:
         stages.append(LabelConsistency(embedder, margin=config.label_margin))
     if embedder is not None and config.topic:

@@ -1,7 +1,8 @@
 """Semantic duplicates: rows whose sentence embeddings are within a cosine threshold of an earlier kept row.
 
-Exact and greedy in input order: each row is compared with every earlier kept row, blockwise with matrix
-products. Beyond ``partition_above`` rows the set is first split by k-means (SemDeDup style) and deduplicated
+Exact and greedy: each row is compared with every earlier kept row, blockwise with matrix products. Rows are
+visited in input order, or best first when ``prefer`` names a score column (seeds always first), so each group of
+paraphrases keeps its best row; the kept rows come out in input order either way. Beyond ``partition_above`` rows the set is first split by k-means (SemDeDup style) and deduplicated
 within each cluster, which keeps the work near-linear; paraphrases almost always share a cluster.
 """
 
@@ -63,7 +64,15 @@ class SemanticDedup:
     partition_above: int = 100_000
     rows_per_cluster: int = 5_000
     seed: int = 0
+    prefer: str | None = None
     name: str = "semantic_duplicate"
+
+    def visit_order(self, rows: list[Row]) -> np.ndarray:
+        """The order rows are compared in: input order, or seeds then the highest ``prefer`` score first."""
+        if self.prefer is None:
+            return np.arange(len(rows))
+        keys = [(row.get("source") != "seed", -float(row.get(self.prefer) or 0.0)) for row in rows]
+        return np.array(sorted(range(len(rows)), key=keys.__getitem__), dtype=np.int64)
 
     def run(self, rows: list[Row]) -> StageResult:
         vectors = self.embedder.encode([row["text"] for row in rows])
@@ -73,10 +82,11 @@ class SemanticDedup:
         """The stage on precomputed unit vectors (one per row)."""
         duplicate_of = np.full(len(rows), -1, dtype=np.int64)
         similarity = np.zeros(len(rows), dtype=np.float32)
+        order = self.visit_order(rows)
         groups = (
-            partitions(vectors, self.rows_per_cluster, self.seed)
+            [order[group] for group in partitions(vectors[order], self.rows_per_cluster, self.seed)]
             if len(rows) > self.partition_above
-            else [np.arange(len(rows))]
+            else [order]
         )
         for group in groups:
             local, cosine = greedy_dedup(vectors[group], self.threshold)
