@@ -8,6 +8,7 @@ instructir/data/instructir-requests/{corpus.parquet, summary.json, README.md}; t
 corpus/build/rejects.parquet for inspection.
 
     python corpus/build_corpus.py [--quality-threshold T] [--no-measure]
+    python corpus/build_corpus.py --card-only   # re-measure the built corpus and rewrite its card, no filtering
 
 Unless --no-measure, the card also reports the corpus's label precision on the hand-labelled audit set
 (corpus/audit/labels.jsonl, both halves, 95% intervals) and the text head's accuracy on the real-style test set
@@ -25,7 +26,7 @@ from pathlib import Path
 from instructir.analysis.labelled import load_labelled
 from instructir.io import write_json
 from instructir.prompts.audit import corpus_precision, held_precision, read_audit
-from instructir.prompts.candidates import read_run_pool, write_rows
+from instructir.prompts.candidates import read_candidates, read_run_pool, write_rows
 from instructir.prompts.corpus import SHIPPED_CORPUS, write_card
 from instructir.prompts.embed import Embedder
 from instructir.prompts.filters.cascade import FilterConfig, default_stages, filter_candidates, seed_rows
@@ -96,7 +97,10 @@ def main() -> int:
     parser.add_argument("--quality-threshold", type=float, default=None, help="default: the model's own")
     parser.add_argument("--out", type=Path, default=TARGET)
     parser.add_argument("--measure", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--card-only", action="store_true", help="measure the built corpus again and rewrite its card")
     args = parser.parse_args()
+    if args.card_only:
+        return write_outputs(read_candidates(args.out / "corpus.parquet"), built_funnel(args.out), args)
     runs = sorted(path.parent for path in RUNS.glob("*/candidates.parquet"))
     if not runs:
         print(f"no finished generation runs in {RUNS}; run corpus/generate_runs.sh first", file=sys.stderr)
@@ -105,25 +109,37 @@ def main() -> int:
     rows = seed_rows(all_tasks()) + [row for run in runs for row in read_run_pool(run)]
     unseen = Decontaminate(load_labelled(REAL).texts)
     result = filter_candidates(rows, [unseen, *default_stages(config, Embedder(dtype="float32"))])
-    generation = [{"name": run.name, **json.loads((run / "summary.json").read_text())} for run in runs]
     args.out.mkdir(parents=True, exist_ok=True)
     write_rows(result.kept, args.out / "corpus.parquet")
     write_rows(result.rejects, ROOT / "corpus" / "build" / "rejects.parquet")
     write_json(
         {"runs": [run.name for run in runs], "config": config.__dict__, **result.funnel}, args.out / "summary.json"
     )
-    command = "bash corpus/generate_runs.sh 101 N && python corpus/build_corpus.py"
-    measured = measure(result.kept, args.out) if args.measure else None
-    card = args.out / "README.md"
-    write_card(result.kept, result.funnel, generation, card, "instructir-requests", command, measured)
-    counts = result.funnel["out_by_task"]
-    print(json.dumps({"rows": len(result.kept), "per_task": counts, "minimums": MINIMUMS}, indent=2))
+    return write_outputs(result.kept, result.funnel, args)
+
+
+def built_funnel(out: Path) -> dict:
+    """The funnel a finished build wrote to its summary.json (its runs and settings too)."""
+    return json.loads((out / "summary.json").read_text())
+
+
+def write_outputs(kept: list[dict], funnel: dict, args: argparse.Namespace) -> int:
+    """Measure the corpus, write its card and say how far it is from the minimums."""
+    runs = [RUNS / name for name in funnel["runs"]]
+    generation = [{"name": run.name, **json.loads((run / "summary.json").read_text())} for run in runs]
+    command = "bash corpus/generate_runs.sh 101 N && RECIPE=gemma bash corpus/generate_runs.sh 201 N && " + (
+        "python corpus/build_corpus.py"
+    )
+    measured = measure(kept, args.out) if args.measure else None
+    write_card(kept, funnel, generation, args.out / "README.md", "instructir-requests", command, measured)
+    counts = funnel["out_by_task"]
+    print(json.dumps({"rows": len(kept), "per_task": counts, "minimums": MINIMUMS}, indent=2))
     short = [
         t.name
         for t in all_tasks()
         if t.name != "ambiguous" and counts.get(t.name, 0) < MINIMUMS["per_restoration_task"]
     ]
-    if len(result.kept) < MINIMUMS["total"] or short or counts.get("ambiguous", 0) < MINIMUMS["ambiguous"]:
+    if len(kept) < MINIMUMS["total"] or short or counts.get("ambiguous", 0) < MINIMUMS["ambiguous"]:
         print(f"below the corpus minimums (short tasks: {short}); generate more runs", file=sys.stderr)
     return 0
 

@@ -12,8 +12,13 @@ number per task), drawn uniformly over runs within a task, without repeating a n
     python corpus/audit/draw.py --runs "mode-*" --each-run --per-task 13 --seed 21 \
         --out corpus/audit/unlabelled-modes.jsonl \
         --exclude corpus/audit/unlabelled.jsonl corpus/audit/unlabelled-2.jsonl
-    python corpus/audit/draw.py --runs "grounded-*" --per-task 60 --seed 31 --out corpus/audit/unlabelled-grounded.jsonl \
+    python corpus/audit/draw.py --runs "grounded-*" --per-task 60 --seed 31 \
+        --out corpus/audit/unlabelled-grounded.jsonl \
         --exclude corpus/audit/unlabelled.jsonl corpus/audit/unlabelled-2.jsonl corpus/audit/unlabelled-modes.jsonl
+    python corpus/audit/draw.py --runs "gemma-0201" --per-task 40 --seed 41 \
+        --out corpus/audit/unlabelled-gemma.jsonl \
+        --exclude corpus/audit/unlabelled.jsonl corpus/audit/unlabelled-2.jsonl corpus/audit/unlabelled-modes.jsonl \
+        corpus/audit/unlabelled-grounded.jsonl
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""One table comparing the generation modes on the same budget (corpus/runs/mode-*): how many candidates each
-makes, the share the learned quality stage keeps (after the quality rules), label precision on its hand-labelled
-audit rows (with a 95% Wilson interval), and diversity (distinct-1/2, Vendi) of all its candidates and of the rows
-the stage keeps.
+"""One table comparing generation recipes: the four modes on one budget (corpus/runs/mode-*), and the pooled runs
+of the recipes that made the corpus (SmolLM2 seed runs, SmolLM2 grounded on hand-written examples, Gemma 3 270M
+completing a document of the same examples). For each: how many candidates it made and how fast, the share the
+learned quality stage keeps (after the quality rules), label precision on its hand-labelled audit rows (with a 95%
+Wilson interval), and diversity (distinct-1/2, Vendi) of its candidates and of the rows the stage keeps.
 
-Precision is the share of a mode's labelled sample (drawn before any filtering) that is a coherent request with
-the right label: it measures the generator, not the filter.
+Precision is the share of a recipe's labelled sample (drawn before any filtering) that is a coherent request with
+the right label: it measures the generator, not the filter. Diversity depends on how many texts are compared, so
+each recipe's is measured on the same number of texts drawn at random (seeded).
 
     python corpus/modes/report.py [--json corpus/modes/report.json]
 """
@@ -41,44 +43,71 @@ def diversity(texts: list[str], vectors: np.ndarray) -> dict[str, float]:
     }
 
 
-def mode_row(run: Path, labelled: list[dict], embedder: Embedder, rules: QualityRules, stage) -> dict:
-    """The table's row for one generation run."""
-    pool = read_run_pool(run)
-    texts = [row["text"] for row in pool]
-    vectors = embedder.encode(texts)
+RECIPES = {
+    "seed runs (SmolLM2, seeds as examples)": "seed-000*",
+    "grounded (SmolLM2, hand-written examples)": "grounded-*",
+    "gemma (Gemma 3 270M base, complete style)": "gemma-*",
+}
+DIVERSITY_SAMPLE = 500
+
+
+def sampled(count: int, size: int, seed: int = 0) -> np.ndarray:
+    """``size`` indices of ``count`` drawn at random (all of them when there are fewer), in order."""
+    if count <= size:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size=size, replace=False))
+
+
+def recipe_row(name: str, runs: list[Path], labelled: list[dict], embedder: Embedder, rules, stage) -> dict:
+    """The table's row for one recipe: its runs pooled."""
+    pool = [row for run in runs for row in read_run_pool(run)]
     passing = [row for row in pool if rules.reason(row["text"]) is None]
     kept_ids = {row["id"] for row in stage.run(passing).kept}
     kept = np.array([row["id"] in kept_ids for row in pool])
-    summary = json.loads((run / "summary.json").read_text())
+    summaries = [json.loads((run / "summary.json").read_text()) for run in runs]
+    config = summaries[0]["config"]
     right = sum(row["right"] for row in labelled)
+    texts = [row["text"] for row in pool]
+    every, among_kept = sampled(len(pool), DIVERSITY_SAMPLE), np.flatnonzero(kept)
+    among_kept = among_kept[sampled(len(among_kept), DIVERSITY_SAMPLE)]
     return {
-        "run": run.name,
-        "mode": summary["config"].get("mode", "plain"),
-        "examples": summary["config"].get("examples", 0),
+        "run": name,
+        "runs": [run.name for run in runs],
+        "model": summaries[0].get("model"),
+        "mode": config.get("mode", "plain"),
+        "examples": config.get("examples", 0),
         "candidates": len(pool),
-        "wall_seconds": summary["wall_seconds"],
+        "wall_seconds": round(sum(s["wall_seconds"] for s in summaries), 1),
         "kept_by_quality": int(kept.sum()),
         "kept_share": round(float(kept.mean()), 3),
         "audit_rows": len(labelled),
         "label_precision": round(right / len(labelled), 3) if labelled else None,
         "label_precision_95": wilson_interval(right, len(labelled)) if labelled else None,
-        "all": diversity(texts, vectors),
-        "kept": diversity([t for t, k in zip(texts, kept, strict=True) if k], vectors[kept]),
+        "all": diversity([texts[i] for i in every], embedder.encode([texts[i] for i in every])),
+        "kept": diversity([texts[i] for i in among_kept], embedder.encode([texts[i] for i in among_kept])),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", default="mode-*")
     parser.add_argument("--json", type=Path, default=ROOT / "corpus" / "modes" / "report.json")
     args = parser.parse_args()
     labels = read_audit(AUDIT)
     embedder = Embedder(dtype="float32")
     rules, stage = QualityRules(), learned_quality_stage(embedder, FilterConfig())
-    runs = sorted(path.parent for path in (ROOT / "corpus" / "runs").glob(f"{args.runs}/candidates.parquet"))
-    table = [mode_row(run, [r for r in labels if r["run"] == run.name], embedder, rules, stage) for run in runs]
+
+    def finished(pattern: str) -> list[Path]:
+        return sorted(path.parent for path in (ROOT / "corpus" / "runs").glob(f"{pattern}/candidates.parquet"))
+
+    recipes = {run.name: [run] for run in finished("mode-*")}
+    recipes.update({name: finished(pattern) for name, pattern in RECIPES.items() if finished(pattern)})
+    table = [
+        recipe_row(name, runs, [r for r in labels if r["run"] in {run.name for run in runs}], embedder, rules, stage)
+        for name, runs in recipes.items()
+    ]
     write_json(table, args.json)
-    print("| run | candidates | s | kept by quality | label precision (95% CI) | distinct-2 all / kept | Vendi |")
+    print(f"Diversity on {DIVERSITY_SAMPLE} texts drawn at random from each recipe's candidates and kept rows.")
+    print("| recipe | candidates | s | kept by quality | label precision (95% CI) | distinct-2 all / kept | Vendi |")
     print("|---|---|---|---|---|---|---|")
     for row in table:
         low, high = (round(x, 2) for x in row["label_precision_95"] or (0, 1))
