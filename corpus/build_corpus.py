@@ -112,10 +112,9 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_rows(result.kept, args.out / "corpus.parquet")
     write_rows(result.rejects, ROOT / "corpus" / "build" / "rejects.parquet")
-    write_json(
-        {"runs": [run.name for run in runs], "config": config.__dict__, **result.funnel}, args.out / "summary.json"
-    )
-    return write_outputs(result.kept, result.funnel, args)
+    summary = {"runs": [run.name for run in runs], "config": config.__dict__, **result.funnel}
+    write_json(summary, args.out / "summary.json")
+    return write_outputs(result.kept, summary, args)
 
 
 def built_funnel(out: Path) -> dict:

@@ -46,6 +46,22 @@ def test_the_corpus_is_precise_on_the_hand_labelled_audit_test_half(rows):
     assert measured["kept"] >= 30 and measured["precision"] >= 0.9, measured
 
 
+def test_the_hand_read_sample_is_drawn_from_this_corpus_generated_rows(rows):
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("sample_corpus", REPO / "corpus" / "audit" / "sample_corpus.py")
+    sampler = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sampler)
+    committed = [json.loads(line) for line in (REPO / "corpus/audit/shipped/sample.jsonl").read_text().splitlines()]
+    seed = int(committed[0]["audit_id"][1:3])
+    drawn = sampler.sample_rows(rows, len(committed), seed)
+    assert drawn == committed, "corpus/audit/shipped/ must be a sample of the corpus that ships; draw it again"
+    assert all(row["run"] for row in drawn) and len({row["text"] for row in drawn}) == len(drawn)
+    labels = read_audit(REPO / "corpus" / "audit" / "shipped" / "labels.jsonl")
+    assert sorted(label["audit_id"] for label in labels) == sorted(row["audit_id"] for row in committed)
+
+
 def test_no_exact_duplicates_and_every_row_passes_the_quality_rules(rows):
     keys = [normalise(row["text"]) for row in rows]
     assert len(set(keys)) == len(keys)

@@ -88,7 +88,7 @@ def write_card(
     """A dataset card (README.md): how the corpus was made, its funnel, counts, what was measured of it
     (``measured``: Markdown lines), samples and licence."""
     counts = Counter(row["task"] for row in rows)
-    sources = Counter(row.get("source", "llm") for row in rows)
+    sources = Counter(row.get("source") or "llm" for row in rows)
     lines = [
         f"# {title}",
         "",
