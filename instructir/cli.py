@@ -177,6 +177,9 @@ def generate_command(
     examples: Annotated[
         Path | None, typer.Option(help="Your own requests (JSONL or Parquet: text, task), shown as examples.")
     ] = None,
+    with_seeds: Annotated[
+        bool, typer.Option(help="Show the registry's seed requests beside your --examples, not instead of them.")
+    ] = False,
     requests_per_call: Annotated[int, typer.Option(help="Requests asked for in each call.")] = 5,
     seeds_per_prompt: Annotated[int, typer.Option(help="Registry seed requests shown in each call.")] = 3,
     generated_per_prompt: Annotated[int, typer.Option(help="Earlier accepted requests shown in each call.")] = 2,
@@ -227,6 +230,7 @@ def generate_command(
             style=style or ("continue" if chosen is BackendName.local else "instruct"),
             mode=mode,
             examples=_examples(examples),
+            examples_with_seeds=with_seeds,
             requests_per_call=requests_per_call,
             seeds_per_prompt=seeds_per_prompt,
             generated_per_prompt=generated_per_prompt,

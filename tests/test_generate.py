@@ -326,3 +326,14 @@ def test_the_complete_style_is_a_plain_list_for_a_base_model_to_continue_in_plai
         build_messages(templates, "complete", "remove rain streaks", examples, 5, "a teen", "short", "rewrite")
     config = GenerationConfig(style="complete")
     assert config.stop_strings == ("\n\n",) and config.reply_tokens == 96
+
+
+def test_with_seeds_a_call_draws_from_the_users_examples_and_the_registry_seeds():
+    from instructir.prompts.generate import GenerationConfig
+
+    task = get_task("derain")
+    mine = (("derain", "rain all over my holiday pic, fix?"), ("dehaze", "so foggy"))
+    assert GenerationConfig(examples=mine).shown_examples(task) == ("rain all over my holiday pic, fix?",)
+    both = GenerationConfig(examples=mine, examples_with_seeds=True).shown_examples(task)
+    assert both == ("rain all over my holiday pic, fix?", *task.seeds)
+    assert GenerationConfig(examples_with_seeds=True).shown_examples(get_task("deblur")) == get_task("deblur").seeds

@@ -46,7 +46,8 @@ def diversity(texts: list[str], vectors: np.ndarray) -> dict[str, float]:
 RECIPES = {
     "seed runs (SmolLM2, seeds as examples)": "seed-000*",
     "grounded (SmolLM2, hand-written examples)": "grounded-*",
-    "gemma (Gemma 3 270M base, complete style)": "gemma-*",
+    "gemma (Gemma 3 270M base, complete style)": "gemma-0*",
+    "gemma-seeds (the same, registry seeds shown too)": "gemma-seeds-*",
 }
 DIVERSITY_SAMPLE = 500
 

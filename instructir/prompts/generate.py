@@ -76,6 +76,7 @@ class GenerationConfig:
     style: str = "instruct"
     mode: str = "plain"
     examples: tuple[tuple[str, str], ...] = ()
+    examples_with_seeds: bool = False
     seeds_per_prompt: int = 3
     generated_per_prompt: int = 2
     requests_per_call: int = 5
@@ -108,8 +109,11 @@ class GenerationConfig:
             raise ValueError(f"unknown generation mode {self.mode!r}; choose from {', '.join(MODES)}")
 
     def shown_examples(self, task: Task) -> tuple[str, ...]:
-        """The requests a call of ``task`` shows as examples: the user's own for that task, else its seeds."""
+        """The requests a call of ``task`` shows as examples: the user's own for that task, else its seeds (both
+        with ``examples_with_seeds``: more variety to draw from when the user has only a few)."""
         own = tuple(text for name, text in self.examples if name == task.name)
+        if own and self.examples_with_seeds:
+            return own + tuple(seed for seed in task.seeds if seed not in own)
         return own or task.seeds
 
     @property

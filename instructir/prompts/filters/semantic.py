@@ -2,8 +2,9 @@
 
 Exact and greedy: each row is compared with every earlier kept row, blockwise with matrix products. Rows are
 visited in input order, or best first when ``prefer`` names a score column (seeds always first), so each group of
-paraphrases keeps its best row; the kept rows come out in input order either way. Beyond ``partition_above`` rows the set is first split by k-means (SemDeDup style) and deduplicated
-within each cluster, which keeps the work near-linear; paraphrases almost always share a cluster.
+paraphrases keeps its best row; the kept rows come out in input order either way. Beyond ``partition_above`` rows
+the set is first split by k-means (SemDeDup style) and deduplicated within each cluster, which keeps the work
+near-linear; paraphrases almost always share a cluster.
 """
 
 from __future__ import annotations
