@@ -126,7 +126,8 @@ def write_outputs(kept: list[dict], funnel: dict, args: argparse.Namespace) -> i
     """Measure the corpus, write its card and say how far it is from the minimums."""
     runs = [RUNS / name for name in funnel["runs"]]
     generation = [{"name": run.name, **json.loads((run / "summary.json").read_text())} for run in runs]
-    command = "bash corpus/generate_runs.sh 101 N && RECIPE=gemma bash corpus/generate_runs.sh 201 N && " + (
+    command = (
+        "bash corpus/generate_runs.sh 101 N && RECIPE=gemma bash corpus/generate_runs.sh 201 N && "
         "python corpus/build_corpus.py"
     )
     measured = measure(kept, args.out) if args.measure else None

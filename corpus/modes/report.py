@@ -101,7 +101,8 @@ def main() -> None:
         return sorted(path.parent for path in (ROOT / "corpus" / "runs").glob(f"{pattern}/candidates.parquet"))
 
     recipes = {run.name: [run] for run in finished("mode-*")}
-    recipes.update({name: finished(pattern) for name, pattern in RECIPES.items() if finished(pattern)})
+    pooled = {name: finished(pattern) for name, pattern in RECIPES.items()}
+    recipes.update({name: runs for name, runs in pooled.items() if runs})
     table = [
         recipe_row(name, runs, [r for r in labels if r["run"] in {run.name for run in runs}], embedder, rules, stage)
         for name, runs in recipes.items()
