@@ -415,7 +415,8 @@ def show_command(
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["task"]] = counts.get(row["task"], 0) + 1
-    table = Table("task", "rows", "samples", title=f"{resolve_corpus(corpus)}: {len(rows)} rows")
+    console.print(f"{resolve_corpus(corpus)}: {len(rows)} rows", soft_wrap=True)
+    table = Table("task", "rows", "samples")
     for task, texts in samples_by_task(rows, per_task, seed).items():
         table.add_row(task, str(counts[task]), "\n".join(texts))
     console.print(table)
