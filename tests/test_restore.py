@@ -18,6 +18,7 @@ from instructir.datasets.images import load_image
 from instructir.datasets.instructions import InstructionPool
 from instructir.datasets.sources import sample_images
 from instructir.model import InstructIR, TextHead
+from instructir.model.checkpoint import save_checkpoint
 from instructir.model.evaluate import (
     DEFAULT_INSTRUCTIONS,
     SUMMARY_COLUMNS,
@@ -102,6 +103,41 @@ def test_odd_sizes_come_back_at_their_own_size():
     for tile in (None, 32):
         out = restore_image(model, embedding, image, tile=tile, overlap=8)
         assert out.shape == (37, 53, 3) and out.min() >= 0 and out.max() <= 1
+
+
+def test_self_ensemble_averages_the_upside_down_and_mirrored_views():
+    model = tiny_model()
+    embedding = torch.nn.functional.normalize(torch.ones(1, 256), dim=1)
+    image = photo(48, 80)
+    views = []
+    for mirror in (False, True):
+        for quarters in (0, 2):
+            turned = np.rot90(image[:, ::-1] if mirror else image, quarters)
+            out = np.rot90(restore_image(model, embedding, np.ascontiguousarray(turned)), -quarters)
+            views.append(out[:, ::-1] if mirror else out)
+    single = restore_image(model, embedding, image)
+    ensembled = restore_image(model, embedding, image, ensemble=True)
+    assert ensembled.shape == image.shape and ensembled.dtype == np.float32
+    assert np.abs(ensembled - np.mean(views, axis=0)).max() < 1e-4
+    assert np.abs(ensembled - single).mean() > 1e-3  # a random network is not symmetric: the views differ
+    tiled = restore_image(model, embedding, image, tile=32, overlap=8, ensemble=True)
+    assert tiled.shape == image.shape and np.abs(tiled - ensembled).mean() < 5e-3
+
+
+def test_a_checkpoint_can_ask_for_the_self_ensemble(tmp_path):
+    plain = save_tiny_checkpoint(tmp_path / "plain.safetensors", tiny_model())
+    asks = tmp_path / "asks.safetensors"
+    save_checkpoint(asks, tiny_model(), TextHead(num_classes=len(task_names())), extra={"ensemble": True})
+    assert not Restorer.from_checkpoint(plain, device="cpu").ensemble
+    assert Restorer.from_checkpoint(asks, device="cpu").ensemble
+    assert not Restorer.from_checkpoint(asks, device="cpu", ensemble=False).ensemble
+    assert Restorer.from_checkpoint(plain, device="cpu", ensemble=True).ensemble
+    image = tmp_path / "a.png"
+    Image.fromarray((photo(32, 48) * 255).astype(np.uint8)).save(image)
+    for flags, said in (((), True), (("--no-ensemble",), False)):
+        done = run_cli("restore", str(image), REQUEST, "--checkpoint", str(asks), "-o", str(tmp_path / "o.png"), *flags)
+        assert done.returncode == 0, done.stderr
+        assert ("self-ensemble: on" in done.stderr) is said
 
 
 def test_intent_names_a_registered_task_with_a_probability(restorer):
