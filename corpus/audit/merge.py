@@ -28,14 +28,16 @@ def is_right(label: dict, task: str) -> bool:
     return bool(label["request"]) and task in (label["true_task"], label.get("alt_task"))
 
 
-def fleiss_kappa(ratings: list[list[object]]) -> float:
-    """Fleiss' kappa for items each rated by the same number of labellers."""
+def fleiss_kappa(ratings: list[list[object]]) -> float | None:
+    """Fleiss' kappa for items each rated by the same number of labellers; None when every rating is the same."""
     categories = sorted({str(r) for item in ratings for r in item})
     counts = np.array([[sum(str(r) == c for r in item) for c in categories] for item in ratings], dtype=float)
     raters = counts.sum(1)[0]
     agreement = ((counts * (counts - 1)).sum(1) / (raters * (raters - 1))).mean()
     shares = counts.sum(0) / counts.sum()
     chance = (shares**2).sum()
+    if chance == 1:
+        return None
     return float((agreement - chance) / (1 - chance))
 
 
