@@ -141,10 +141,11 @@ def _turn(quarters: int, mirror: bool) -> tuple[Callable[[torch.Tensor], torch.T
     """A (do, undo) pair on (..., H, W) tensors: mirror (optionally), then turn by ``quarters`` quarter turns."""
 
     def do(x: torch.Tensor) -> torch.Tensor:
-        return torch.rot90(x.flip(-1) if mirror else x, quarters, (-2, -1))
+        x = x.flip(-1) if mirror else x
+        return torch.rot90(x, quarters, (-2, -1)) if quarters else x  # rot90 by 0 would still copy
 
     def undo(x: torch.Tensor) -> torch.Tensor:
-        x = torch.rot90(x, -quarters, (-2, -1))
+        x = torch.rot90(x, -quarters, (-2, -1)) if quarters else x
         return x.flip(-1) if mirror else x
 
     return do, undo
