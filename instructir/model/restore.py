@@ -341,17 +341,21 @@ def _load(path: Path) -> tuple[InstructIR | None, TextHead | None, dict[str, Any
     return load_checkpoint(path)
 
 
+def _extra(config: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's extra metadata (the training run's tasks, the ensemble it asks for); empty when it has none."""
+    extra = config.get("extra")
+    return extra if isinstance(extra, dict) else {}
+
+
 def _trained_tasks(config: dict[str, Any]) -> list[str] | None:
     """The tasks a checkpoint's train split held (saved since the default model), or None when it does not say."""
-    extra = config.get("extra")
-    tasks = extra.get("tasks") if isinstance(extra, dict) else None
+    tasks = _extra(config).get("tasks")
     return list(tasks) if isinstance(tasks, list) else None
 
 
 def _asks_for_ensemble(config: dict[str, Any]) -> bool:
     """Whether a checkpoint says it restores best with the self-ensemble (the default model does)."""
-    extra = config.get("extra")
-    return bool(extra.get("ensemble", False)) if isinstance(extra, dict) else False
+    return bool(_extra(config).get("ensemble", False))
 
 
 def _trained_encoder(config: dict[str, Any]) -> str:
