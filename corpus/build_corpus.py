@@ -7,7 +7,7 @@ and near duplicates, the learned quality stage, semantic duplicates) and writes
 instructir/data/instructir-requests/{corpus.parquet, summary.json, README.md}; the rejects go to
 corpus/build/rejects.parquet for inspection.
 
-    python corpus/build_corpus.py [--quality-threshold T] [--no-measure]
+    python corpus/build_corpus.py [--quality-threshold T] [--no-measure] [--runs GLOB ...]
     python corpus/build_corpus.py --card-only   # re-measure the built corpus and rewrite its card, no filtering
 
 Unless --no-measure, the card also reports the corpus's label precision on the hand-labelled audit set
@@ -96,14 +96,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quality-threshold", type=float, default=None, help="default: the model's own")
     parser.add_argument("--out", type=Path, default=TARGET)
+    parser.add_argument("--runs", nargs="+", default=["*"], help="names or globs of the runs to read (default: all)")
     parser.add_argument("--measure", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--card-only", action="store_true", help="measure the built corpus again and rewrite its card")
     args = parser.parse_args()
     if args.card_only:
         return write_outputs(read_candidates(args.out / "corpus.parquet"), built_funnel(args.out), args)
-    runs = sorted(path.parent for path in RUNS.glob("*/candidates.parquet"))
+    runs = sorted({path.parent for pattern in args.runs for path in RUNS.glob(f"{pattern}/candidates.parquet")})
     if not runs:
-        print(f"no finished generation runs in {RUNS}; run corpus/generate_runs.sh first", file=sys.stderr)
+        print(f"no finished generation runs in {RUNS} match {args.runs}; run corpus/generate_runs.sh", file=sys.stderr)
         return 2
     config = FilterConfig(quality_threshold=args.quality_threshold, labels=False, topic=False)
     rows = seed_rows(all_tasks()) + [row for run in runs for row in read_run_pool(run)]
