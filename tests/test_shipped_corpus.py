@@ -36,7 +36,7 @@ def test_the_corpus_meets_its_size_minimums(rows):
 
 
 def test_every_generated_row_passed_the_learned_quality_stage(rows):
-    threshold = load_quality_model().threshold
+    threshold = round(load_quality_model().threshold, 4)  # the quality column holds 4 decimals of the stage's score
     generated = [row for row in rows if row["source"] != "seed"]
     assert generated and all(row["quality"] >= threshold for row in generated)
 
