@@ -39,7 +39,8 @@ def verdict(current: dict[str, dict[str, float]], new: dict[str, dict[str, float
     change = {photo: {task: new[photo][task] - current[photo][task] for task in current[photo]} for photo in current}
     worst = min(value for rows in change.values() for value in rows.values())
     total = sum(value for rows in change.values() for value in rows.values())
-    return {"change_db": change, "worst_db": worst, "sum_db": total, "keep": worst >= -MAX_LOSS_DB and total > 0}
+    keep = bool(worst >= -MAX_LOSS_DB and total > 0)
+    return {"change_db": change, "worst_db": float(worst), "sum_db": float(total), "keep": keep}
 
 
 def main() -> None:
