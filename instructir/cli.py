@@ -321,6 +321,9 @@ def filter_command(
     ] = None,
     learned_quality: LearnedQualityOn = True,
     quality_lm: QualityLm = True,
+    opposite: Annotated[
+        bool, typer.Option(help="Drop rows that ask for the opposite of their task (the registry's opposites).")
+    ] = True,
     embeddings: Annotated[bool, typer.Option(help="Run the embedding stages (semantic dedup, labels).")] = True,
     seeds: Annotated[bool, typer.Option(help="Put the registry's seed requests first, as rows of the corpus.")] = True,
     embedding_cache: Annotated[Path | None, typer.Option(help="Embedding cache folder.")] = None,
@@ -337,8 +340,9 @@ def filter_command(
     judge_cache: JudgeCache = None,
     progress: Annotated[bool, typer.Option(help="Show the judge's progress bar.")] = True,
 ) -> None:
-    """Filter candidate requests: quality rules, exact and near duplicates, the learned quality score, semantic
-    duplicates, label consistency, and optionally an LLM judge of each row's task."""
+    """Filter candidate requests: quality rules, requests for the opposite of their task, exact and near duplicates,
+    the learned quality score, semantic duplicates, label consistency, and optionally an LLM judge of each row's
+    task."""
     from instructir.prompts.candidates import read_many, write_filtered
     from instructir.prompts.embed import Embedder
     from instructir.prompts.filters.cascade import FilterConfig, default_stages, filter_candidates, seed_rows
@@ -354,6 +358,7 @@ def filter_command(
             quality_threshold=quality_threshold,
             learned_quality=learned_quality,
             quality_lm=quality_lm,
+            opposite=opposite,
         )
         rows = read_many(candidates)
     except (ValueError, FileNotFoundError) as error:

@@ -2,8 +2,10 @@
 
 Every other module looks tasks up here. A task has a stable integer id (stored in corpora, datasets and the
 model's intent classifier, so never renumber), a description that tells an LLM what the requests are about,
-hand-written seed requests in many registers, the names of the degradations that produce its training pairs, and
-situations: what went wrong with a photo and why, which attribute-conditioned generation draws one of per call.
+hand-written seed requests in many registers, the names of the degradations that produce its training pairs,
+situations: what went wrong with a photo and why, which attribute-conditioned generation draws one of per call, and
+opposites: regular expressions (case-insensitive) for a request that asks for the opposite of the task or says the
+photo has the opposite problem ("darken it", "too bright" for low light), which the filter's opposite stage drops.
 
 The ids of the first seven tasks follow the class order of the official InstructIR text head
 (noise, blur, rain, haze, low light, super-resolution, enhancement), so an official checkpoint's intent logits
@@ -39,6 +41,7 @@ class Task:
     seeds: tuple[str, ...]
     degradations: tuple[str, ...]
     situations: tuple[str, ...] = ()
+    opposites: tuple[str, ...] = ()
 
 
 _TASKS: tuple[Task, ...] = (
@@ -71,6 +74,10 @@ _TASKS: tuple[Task, ...] = (
             "zoomed in on a phone in dim light, so it looks sandy",
             "taken with a cheap webcam in a dark room, noisy and speckled",
         ),
+        opposites=(
+            r"\badd (some |more |a little )?(noise|grain)\b",
+            r"\benhance (the )?grain\b",
+        ),
     ),
     Task(
         id=1,
@@ -102,6 +109,13 @@ _TASKS: tuple[Task, ...] = (
             "taken through binoculars and a bit blurry",
             "a sports shot where the player is a blur",
         ),
+        opposites=(
+            r"\bmake (it|this) (more )?blurr?y\b",
+            r"\breduce (the )?sharpen",
+            r"\bless sharp\b",
+            r"\bremove (the )?sharp",
+            r"\bblur the background\b",
+        ),
     ),
     Task(
         id=2,
@@ -131,6 +145,7 @@ _TASKS: tuple[Task, ...] = (
             "a football match in heavy rain",
             "a car dashboard camera frame with raindrops and streaks",
         ),
+        opposites=(r"\badd (some |more |a little )?rain\b",),
     ),
     Task(
         id=3,
@@ -161,6 +176,7 @@ _TASKS: tuple[Task, ...] = (
             "a beach photo on a humid day, milky and faded",
             "a forest in thick fog, where the trees are barely visible",
         ),
+        opposites=(r"\badd (some |more |a little )?(haze|fog|mist)\b",),
     ),
     Task(
         id=4,
@@ -189,6 +205,17 @@ _TASKS: tuple[Task, ...] = (
             "a backlit portrait where the face came out dark",
             "a sunset shot where the foreground is nearly black",
             "a basement photo with one weak bulb",
+        ),
+        opposites=(
+            r"\bdarken\b",
+            r"(?<!not )\btoo bright\b",
+            r"\bover-?exposed\b",
+            r"(?<!not )\btoo light\b",
+            r"\btoo much light\b",
+            r"\bbring (it|this|the \w+) (back )?down\b",
+            r"\btone (it )?down\b",
+            r"\bmake (it|this) (more )?dark(er)?\b",
+            r"\bmore darkened\b",
         ),
     ),
     Task(
@@ -219,6 +246,16 @@ _TASKS: tuple[Task, ...] = (
             "a low-resolution photo from a 2005 phone",
             "a small profile picture that needs printing at poster size",
             "a zoomed-in screenshot that turned blocky and pixelated",
+        ),
+        opposites=(
+            r"\bsmaller\b",
+            r"\bdown-?(scale|size|sample)",
+            r"\bshrink\b",
+            r"\b(reduce|decrease) (the |its )?(size|resolution)\b",
+            r"\blower the (size|resolution)\b",
+            r"\b(want|need) (a |it in )?lower resolution\b",
+            r"\bin low resolution\b",
+            r"\bto (a )?low(er)? res",
         ),
     ),
     Task(

@@ -17,6 +17,7 @@ from instructir.prompts.filters.cascade import FilterConfig, default_stages, fil
 from instructir.prompts.filters.exact import ExactDedup
 from instructir.prompts.filters.label_consistency import LabelConsistency, text_folds
 from instructir.prompts.filters.near_duplicates import NearDuplicates, jaccard, shingles
+from instructir.prompts.filters.opposite import OppositeRequest
 from instructir.prompts.filters.quality import QualityRules
 from instructir.prompts.filters.semantic import SemanticDedup, greedy_dedup
 from instructir.tasks import all_tasks
@@ -171,11 +172,39 @@ def test_label_verdicts_do_not_depend_on_row_order_or_on_unrelated_rows(embedder
     )
 
 
+def test_the_opposite_stage_drops_requests_that_contradict_their_own_task_and_keeps_the_rest():
+    stage = OppositeRequest()
+    assert not stage.run(seed_rows(all_tasks())).dropped, "a seed request matched its own task's opposites"
+    result = stage.run(
+        rows(
+            ("lowlight", "this pic is way too bright, bring it down"),
+            ("lowlight", "Darken this photo."),
+            ("lowlight", "not too bright, just lift the shadows a little"),
+            ("superres", "make it smaller so it fits my email"),
+            ("superres", "it's low res, upscale it to 4k"),
+            ("deblur", "please make it blurry and soft"),
+            ("denoise", "add some grain so it looks like film"),
+            ("enhance", "too bright and washed out, fix the colours"),
+        )
+    )
+    dropped = {row["text"][:12]: row["opposite"].lower() for row in result.dropped}
+    assert dropped == {
+        "this pic is ": "too bright",
+        "Darken this ": "darken",
+        "make it smal": "smaller",
+        "please make ": "make it blurry",
+        "add some gra": "add some grain",
+    }
+    assert {row["reason"] for row in result.dropped} == {"asks_for_the_opposite"}
+    assert [row["text"][:12] for row in result.kept] == ["not too brig", "it's low res", "too bright a"]
+
+
 def test_cascade_funnel_counts_add_up(embedder):
     data = seed_rows(all_tasks()[:2]) + rows(
         ("denoise", "Remove the noise."),
         ("denoise", "Pouvez-vous enlever le bruit de cette photo s'il vous plaît"),
         ("deblur", "please make the blurry photo of my cat sharp again"),
+        ("lowlight", "the photo is overexposed, brighten it please"),
     )
     result = filter_candidates(data, default_stages(FilterConfig(), embedder))
     funnel = result.funnel
@@ -185,6 +214,7 @@ def test_cascade_funnel_counts_add_up(embedder):
     reasons = {r["text"][:10]: (r["stage"], r["reason"]) for r in result.rejects}
     assert reasons["Remove the"] == ("exact", "exact_duplicate")
     assert reasons["Pouvez-vou"] == ("quality", "not_english")
+    assert reasons["the photo "] == ("opposite", "asks_for_the_opposite")
 
 
 def test_filter_cli_carries_columns_through_and_refuses_bad_files(tmp_path):
