@@ -16,6 +16,12 @@ from instructir.datasets.sources import sample_images
 MIX = REPO / "models" / "default" / "mix.py"
 
 
+def run_mix(base, extra, out) -> subprocess.CompletedProcess:
+    """models/default/mix.py as the recipe runs it, in a child process."""
+    args = [sys.executable, str(MIX), str(base), str(extra), str(out)]
+    return subprocess.run(args, capture_output=True, text=True, env=cli_env())
+
+
 def load_script(name: str):
     """Import one of models/default/*.py (a folder of scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(name, REPO / "models" / "default" / f"{name}.py")
@@ -37,12 +43,7 @@ def built(tmp_path_factory):
 
 def test_mix_adds_the_extra_train_rows_with_their_own_ids_and_keeps_the_held_out_splits(built):
     out = built / "mixed"
-    done = subprocess.run(
-        [sys.executable, str(MIX), str(built / "base"), str(built / "blur"), str(out)],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-    )
+    done = run_mix(built / "base", built / "blur", out)
     assert done.returncode == 0, done.stderr
     base, extra, mixed = load_built(built / "base"), load_built(built / "blur", "train"), load_built(out)
     assert mixed["train"].num_rows == base["train"].num_rows + extra.num_rows
@@ -62,12 +63,7 @@ def test_mix_refuses_extra_rows_from_a_photo_the_base_holds_out(built):
     trained_elsewhere = {mix.photo(i) for i in load_built(built / "other", "train")["id"]}
     assert held_out & trained_elsewhere, "seed 1 should split these five photos differently from seed 0"
     out = built / "leaky"
-    done = subprocess.run(
-        [sys.executable, str(MIX), str(built / "base"), str(built / "other"), str(out)],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-    )
+    done = run_mix(built / "base", built / "other", out)
     assert done.returncode != 0
     assert "held out" in done.stderr and "same --seed" in done.stderr, done.stderr
     assert not out.exists()
