@@ -704,6 +704,15 @@ EnsembleOption = Annotated[
     ),
 ]
 
+KeepMeanOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--keep-mean/--no-keep-mean",
+        help="For a request whose task keeps a photo's mean colour (Task.keeps_mean in the registry), shift the "
+        "output back to the input's mean colour; default: what the model asks for (the shipped one does).",
+    ),
+]
+
 
 def _restorer(
     checkpoint: Path | None,
@@ -711,6 +720,7 @@ def _restorer(
     device: DeviceName | None,
     encoder: str | None,
     ensemble: bool | None = None,
+    keep_mean: bool | None = None,
 ) -> Any:
     """Load a Restorer (the given, quick-run or shipped model, named on stderr); a missing or unusable one exits 2."""
     from instructir.model.restore import Restorer
@@ -729,12 +739,22 @@ def _restorer(
             fail("--device cuda was given but no CUDA device is available; use --device cpu")
     try:
         restorer = Restorer.from_checkpoint(
-            checkpoint, encoder=encoder, device=device.value if device else None, head_path=head, ensemble=ensemble
+            checkpoint,
+            encoder=encoder,
+            device=device.value if device else None,
+            head_path=head,
+            ensemble=ensemble,
+            keep_mean=keep_mean,
         )
     except (ValueError, FileNotFoundError) as error:
         fail(str(error))
     if restorer.ensemble:
         errors.print("self-ensemble: on (4 views per image; --no-ensemble is 4x faster)", markup=False)
+    if restorer.keep_mean:
+        from instructir.tasks import all_tasks
+
+        kept = ", ".join(task.name for task in all_tasks() if task.keeps_mean)
+        errors.print(f"mean colour kept for {kept} requests (--no-keep-mean to turn off)", markup=False)
     return restorer
 
 
@@ -762,6 +782,7 @@ def restore_command(
         str | None, typer.Option(help="Sentence encoder; default: the one the text head was trained with.")
     ] = None,
     ensemble: EnsembleOption = None,
+    keep_mean: KeepMeanOption = None,
 ) -> None:
     """Restore an image or a folder of images as an instruction asks; unreadable images are skipped and reported."""
     from instructir.datasets.sources import IMAGE_EXTENSIONS
@@ -771,7 +792,7 @@ def restore_command(
         fail(f"{source}: no such file or folder")
     if not instruction.strip():
         fail('the request is empty; say what to do, e.g. "remove the noise" or "make it brighter"')
-    restorer = _restorer(checkpoint, head, device, encoder, ensemble)
+    restorer = _restorer(checkpoint, head, device, encoder, ensemble, keep_mean)
     try:
         ranked = restorer.intents(instruction)
         (task, confidence), (second, second_confidence) = ranked[0], ranked[1]
@@ -834,6 +855,7 @@ def eval_command(
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     ensemble: EnsembleOption = None,
+    keep_mean: KeepMeanOption = None,
 ) -> None:
     """Evaluate a checkpoint: PSNR/SSIM of restored vs input per task, and the text head's intent accuracy."""
     from instructir.io import write_json
@@ -843,7 +865,7 @@ def eval_command(
         fail("give a dataset (--data DIR) and/or benchmark sets (--paired KIND:DIR)")
     if limit is not None and limit < 1:
         fail("--limit must be >= 1")
-    restorer = _restorer(checkpoint, head, device, encoder, ensemble)
+    restorer = _restorer(checkpoint, head, device, encoder, ensemble, keep_mean)
     bar = progress and sys.stderr.isatty()
     results: dict[str, Any] = {"checkpoint": str(restorer.source)}
     try:
@@ -872,6 +894,7 @@ def demo_command(
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 7860,
     share: Annotated[bool, typer.Option(help="Also open a public gradio.live link (needs internet).")] = False,
     ensemble: EnsembleOption = None,
+    keep_mean: KeepMeanOption = None,
 ) -> None:
     """Serve a web demo: upload a photo or pick an example, type a request, see and download the result."""
     from rich.markup import escape as markup_escape
@@ -882,7 +905,7 @@ def demo_command(
         fail(markup_escape("the demo needs gradio, which is not installed; pip install 'instructir[demo]'"))
     from instructir.demo import build_demo, cache_folder, example_inputs
 
-    restorer = _restorer(checkpoint, head, None, None, ensemble)
+    restorer = _restorer(checkpoint, head, None, None, ensemble, keep_mean)
     demo = build_demo(restorer, example_inputs(cache_folder() / "examples", tasks=restorer.tasks))
     console.print(f"serving {restorer.source} at http://{host}:{port} (Ctrl+C stops)")
     try:

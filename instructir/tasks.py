@@ -6,6 +6,8 @@ hand-written seed requests in many registers, the names of the degradations that
 situations: what went wrong with a photo and why, which attribute-conditioned generation draws one of per call, and
 opposites: regular expressions (case-insensitive) for a request that asks for the opposite of the task or says the
 photo has the opposite problem ("darken it", "too bright" for low light), which the filter's opposite stage drops.
+``keeps_mean`` says the task's damage keeps the photo's mean colour (a blur kernel sums to one, a resampling
+averages), so a restorer may hold its output to the input's mean (``Restorer(keep_mean=True)``).
 
 The ids of the first seven tasks follow the class order of the official InstructIR text head
 (noise, blur, rain, haze, low light, super-resolution, enhancement), so an official checkpoint's intent logits
@@ -42,6 +44,7 @@ class Task:
     degradations: tuple[str, ...]
     situations: tuple[str, ...] = ()
     opposites: tuple[str, ...] = ()
+    keeps_mean: bool = False
 
 
 _TASKS: tuple[Task, ...] = (
@@ -116,6 +119,7 @@ _TASKS: tuple[Task, ...] = (
             r"\bremove (the )?sharp",
             r"\bblur the background\b",
         ),
+        keeps_mean=True,
     ),
     Task(
         id=2,
@@ -257,6 +261,7 @@ _TASKS: tuple[Task, ...] = (
             r"\bin low resolution\b",
             r"\bto (a )?low(er)? res",
         ),
+        keeps_mean=True,
     ),
     Task(
         id=6,

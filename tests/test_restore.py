@@ -27,7 +27,7 @@ from instructir.model.evaluate import (
     summary_table,
 )
 from instructir.model.metrics import psnr
-from instructir.model.restore import Restorer, auto_tile, restore_image, restore_paths, tile_starts
+from instructir.model.restore import Restorer, auto_tile, match_mean, restore_image, restore_paths, tile_starts
 from instructir.prompts.embed import DEFAULT_ENCODER
 from instructir.tasks import task_names
 
@@ -138,6 +138,33 @@ def test_a_checkpoint_can_ask_for_the_self_ensemble(tmp_path):
         done = run_cli("restore", str(image), REQUEST, "--checkpoint", str(asks), "-o", str(tmp_path / "o.png"), *flags)
         assert done.returncode == 0, done.stderr
         assert ("self-ensemble: on" in done.stderr) is said
+
+
+def test_matching_the_mean_moves_each_channel_to_the_reference_mean_within_0_1():
+    reference = photo(40, 56)
+    drifted = np.clip(reference * 0.9 + np.array([0.05, -0.02, 0.0], dtype=np.float32), 0, 1)
+    matched = match_mean(drifted, reference)
+    assert matched.dtype == np.float32 and matched.shape == reference.shape
+    assert np.abs(matched.mean(axis=(0, 1)) - reference.mean(axis=(0, 1))).max() < 2e-3
+    assert matched.min() >= 0.0 and matched.max() <= 1.0
+    inside = ((matched > 0) & (matched < 1)).all(axis=2)  # away from clipping, every pixel moves by the same shift
+    assert inside.mean() > 0.5
+    assert np.ptp((matched - drifted)[inside], axis=0).max() < 1e-6
+
+
+def test_a_checkpoint_can_ask_to_keep_the_mean_colour(tmp_path):
+    plain = save_tiny_checkpoint(tmp_path / "plain.safetensors", tiny_model())
+    asks = tmp_path / "asks.safetensors"
+    save_checkpoint(asks, tiny_model(), TextHead(num_classes=len(task_names())), extra={"keep_mean": True})
+    assert not Restorer.from_checkpoint(plain, device="cpu").keep_mean
+    assert Restorer.from_checkpoint(asks, device="cpu").keep_mean
+    assert not Restorer.from_checkpoint(asks, device="cpu", keep_mean=False).keep_mean
+    image = tmp_path / "a.png"
+    Image.fromarray((photo(32, 48) * 255).astype(np.uint8)).save(image)
+    for flags, said in (((), True), (("--no-keep-mean",), False)):
+        done = run_cli("restore", str(image), REQUEST, "--checkpoint", str(asks), "-o", str(tmp_path / "o.png"), *flags)
+        assert done.returncode == 0, done.stderr
+        assert ("mean colour kept for deblur, superres requests" in done.stderr) is said
 
 
 def test_intent_names_a_registered_task_with_a_probability(restorer):

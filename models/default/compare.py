@@ -4,7 +4,9 @@ The rule, fixed before any figures are read: a stage is kept when no task on any
 0.5 dB against the current stage and the sum of the gains over every photo and task goes up. The validation photos
 are the dataset's (retina) and scikit-image's camera.png, which no training split holds: retina is mostly black, so
 its blur and x2 figures barely move, and camera (grey, shown as RGB) is the classic deblurring test picture.
-Both checkpoints restore as the shipped model does (self-ensemble unless --no-ensemble).
+Both checkpoints restore as the shipped model does (self-ensemble unless --no-ensemble); each keeps the mean colour
+as its metadata says unless --[no-]keep-mean-current / --[no-]keep-mean-new say otherwise, so one checkpoint can
+be compared with itself with the option off and on.
 Usage: python models/default/compare.py CURRENT.safetensors NEW.safetensors [--json OUT]
 """
 
@@ -25,9 +27,9 @@ PHOTOS = {
 MAX_LOSS_DB = 0.5
 
 
-def gains(checkpoint: Path, ensemble: bool) -> dict[str, dict[str, float]]:
+def gains(checkpoint: Path, ensemble: bool, keep_mean: bool | None = None) -> dict[str, dict[str, float]]:
     """PSNR gain over the damaged input, per validation photo and task, for one checkpoint."""
-    restorer = Restorer.from_checkpoint(checkpoint, device="cpu", ensemble=ensemble)
+    restorer = Restorer.from_checkpoint(checkpoint, device="cpu", ensemble=ensemble, keep_mean=keep_mean)
     figures = {name: probe(restorer, ref.load()) for name, ref in PHOTOS.items()}
     return {
         name: {task: row["psnr"] - row["input_psnr"] for task, row in rows.items()} for name, rows in figures.items()
@@ -48,9 +50,12 @@ def main() -> None:
     parser.add_argument("current", type=Path)
     parser.add_argument("new", type=Path)
     parser.add_argument("--ensemble", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--keep-mean-current", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--keep-mean-new", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    current, new = gains(args.current, args.ensemble), gains(args.new, args.ensemble)
+    current = gains(args.current, args.ensemble, args.keep_mean_current)
+    new = gains(args.new, args.ensemble, args.keep_mean_new)
     result = {"current": current, "new": new, **verdict(current, new)}
     print(f"{'photo':<16} {'task':<9} {'current':>8} {'new':>8} {'change':>8}")
     for photo, rows in current.items():
