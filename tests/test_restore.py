@@ -124,22 +124,6 @@ def test_self_ensemble_averages_the_upside_down_and_mirrored_views():
     assert tiled.shape == image.shape and np.abs(tiled - ensembled).mean() < 5e-3
 
 
-def test_a_checkpoint_can_ask_for_the_self_ensemble(tmp_path):
-    plain = save_tiny_checkpoint(tmp_path / "plain.safetensors", tiny_model())
-    asks = tmp_path / "asks.safetensors"
-    save_checkpoint(asks, tiny_model(), TextHead(num_classes=len(task_names())), extra={"ensemble": True})
-    assert not Restorer.from_checkpoint(plain, device="cpu").ensemble
-    assert Restorer.from_checkpoint(asks, device="cpu").ensemble
-    assert not Restorer.from_checkpoint(asks, device="cpu", ensemble=False).ensemble
-    assert Restorer.from_checkpoint(plain, device="cpu", ensemble=True).ensemble
-    image = tmp_path / "a.png"
-    Image.fromarray((photo(32, 48) * 255).astype(np.uint8)).save(image)
-    for flags, said in (((), True), (("--no-ensemble",), False)):
-        done = run_cli("restore", str(image), REQUEST, "--checkpoint", str(asks), "-o", str(tmp_path / "o.png"), *flags)
-        assert done.returncode == 0, done.stderr
-        assert ("self-ensemble: on" in done.stderr) is said
-
-
 def test_matching_the_mean_moves_each_channel_to_the_reference_mean_within_0_1():
     reference = photo(40, 56)
     drifted = np.clip(reference * 0.9 + np.array([0.05, -0.02, 0.0], dtype=np.float32), 0, 1)
@@ -152,19 +136,27 @@ def test_matching_the_mean_moves_each_channel_to_the_reference_mean_within_0_1()
     assert np.ptp((matched - drifted)[inside], axis=0).max() < 1e-6
 
 
-def test_a_checkpoint_can_ask_to_keep_the_mean_colour(tmp_path):
+@pytest.mark.parametrize(
+    ("option", "flag", "said"),
+    [
+        ("ensemble", "--no-ensemble", "self-ensemble: on"),
+        ("keep_mean", "--no-keep-mean", "mean colour kept for deblur, superres requests"),
+    ],
+)
+def test_a_checkpoint_can_ask_for_a_restoring_option_that_arguments_and_flags_override(tmp_path, option, flag, said):
     plain = save_tiny_checkpoint(tmp_path / "plain.safetensors", tiny_model())
     asks = tmp_path / "asks.safetensors"
-    save_checkpoint(asks, tiny_model(), TextHead(num_classes=len(task_names())), extra={"keep_mean": True})
-    assert not Restorer.from_checkpoint(plain, device="cpu").keep_mean
-    assert Restorer.from_checkpoint(asks, device="cpu").keep_mean
-    assert not Restorer.from_checkpoint(asks, device="cpu", keep_mean=False).keep_mean
+    save_checkpoint(asks, tiny_model(), TextHead(num_classes=len(task_names())), extra={option: True})
+    assert not getattr(Restorer.from_checkpoint(plain, device="cpu"), option)
+    assert getattr(Restorer.from_checkpoint(asks, device="cpu"), option)
+    assert not getattr(Restorer.from_checkpoint(asks, device="cpu", **{option: False}), option)
+    assert getattr(Restorer.from_checkpoint(plain, device="cpu", **{option: True}), option)
     image = tmp_path / "a.png"
     Image.fromarray((photo(32, 48) * 255).astype(np.uint8)).save(image)
-    for flags, said in (((), True), (("--no-keep-mean",), False)):
+    for flags, shown in (((), True), ((flag,), False)):
         done = run_cli("restore", str(image), REQUEST, "--checkpoint", str(asks), "-o", str(tmp_path / "o.png"), *flags)
         assert done.returncode == 0, done.stderr
-        assert ("mean colour kept for deblur, superres requests" in done.stderr) is said
+        assert (said in done.stderr) is shown
 
 
 def test_intent_names_a_registered_task_with_a_probability(restorer):
