@@ -124,6 +124,9 @@ def test_quality_rules_keep_english_requests_and_say_why_others_go():
     assert rules.reason("Bitte entferne das Rauschen aus meinem Foto") == "not_english"
     assert rules.reason("The fog was so bad that people could see them for a moment.") == "not_a_request"
     assert rules.reason("Here are five requests about blur") == "llm_chatter"
+    assert rules.reason("Brighten your shot, fix.") == "editor_voice"
+    assert rules.reason("Remove grain noise from your images.") == "editor_voice"
+    assert rules.reason("brighten my shot please, it came out dark") is None
 
 
 def test_label_consistency_flags_a_request_that_asks_for_another_task(embedder):
