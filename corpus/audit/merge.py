@@ -56,9 +56,10 @@ def agreement(drawn: dict[str, dict], labels: list[dict[str, dict]]) -> dict:
     for name, answer in answers.items():
         ratings = [[answer(part[i], drawn[i]["task"]) for part in labels if i in part] for i in shared]
         pairs = [a == b for item in ratings for a, b in itertools.combinations(item, 2)]
+        kappa = fleiss_kappa(ratings)
         result[name] = {
             "pairwise_agreement": round(float(np.mean(pairs)), 3),
-            "fleiss_kappa": round(fleiss_kappa(ratings), 3),
+            "fleiss_kappa": None if kappa is None else round(kappa, 3),
         }
     return result
 
