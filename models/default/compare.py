@@ -16,12 +16,12 @@ import argparse
 import json
 from pathlib import Path
 
-from instructir.datasets.sources import ImageRef
+from instructir.datasets.sources import ImageRef, sample_images
 from instructir.model.probe import probe
 from instructir.model.restore import Restorer
 
 PHOTOS = {
-    "samples/retina": ImageRef(name="samples/retina", source="samples", path=None, key="skimage.data:retina.jpg"),
+    "samples/retina": next(ref for ref in sample_images() if ref.name == "samples/retina"),
     "skimage/camera": ImageRef(name="skimage/camera", source="samples", path=None, key="skimage.data:camera.png"),
 }
 MAX_LOSS_DB = 0.5
