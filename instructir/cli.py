@@ -714,6 +714,16 @@ KeepMeanOption = Annotated[
 ]
 
 
+ColourOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--colour/--no-colour",
+        help="For a request whose task is a bad retouch (Task.global_colour: enhance), pass the output through the "
+        "model's learned colour stage; default: on when the model has one (the shipped one does).",
+    ),
+]
+
+
 def _restorer(
     checkpoint: Path | None,
     head: Path | None,
@@ -721,6 +731,7 @@ def _restorer(
     encoder: str | None,
     ensemble: bool | None = None,
     keep_mean: bool | None = None,
+    colour: bool | None = None,
 ) -> Any:
     """Load a Restorer (the given, quick-run or shipped model, named on stderr); a missing or unusable one exits 2."""
     from instructir.model.restore import Restorer
@@ -745,6 +756,7 @@ def _restorer(
             head_path=head,
             ensemble=ensemble,
             keep_mean=keep_mean,
+            colour=colour,
         )
     except (ValueError, FileNotFoundError) as error:
         fail(str(error))
@@ -755,6 +767,11 @@ def _restorer(
 
         kept = ", ".join(task.name for task in all_tasks() if task.keeps_mean)
         errors.print(f"mean colour kept for {kept} requests (--no-keep-mean to turn off)", markup=False)
+    if restorer.colour_stage is not None:
+        from instructir.tasks import all_tasks
+
+        staged = ", ".join(task.name for task in all_tasks() if task.global_colour)
+        errors.print(f"colour stage on for {staged} requests (--no-colour to turn off)", markup=False)
     return restorer
 
 
@@ -783,6 +800,7 @@ def restore_command(
     ] = None,
     ensemble: EnsembleOption = None,
     keep_mean: KeepMeanOption = None,
+    colour: ColourOption = None,
 ) -> None:
     """Restore an image or a folder of images as an instruction asks; unreadable images are skipped and reported."""
     from instructir.datasets.sources import IMAGE_EXTENSIONS
@@ -792,7 +810,7 @@ def restore_command(
         fail(f"{source}: no such file or folder")
     if not instruction.strip():
         fail('the request is empty; say what to do, e.g. "remove the noise" or "make it brighter"')
-    restorer = _restorer(checkpoint, head, device, encoder, ensemble, keep_mean)
+    restorer = _restorer(checkpoint, head, device, encoder, ensemble, keep_mean, colour)
     try:
         ranked = restorer.intents(instruction)
         (task, confidence), (second, second_confidence) = ranked[0], ranked[1]
@@ -856,6 +874,7 @@ def eval_command(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     ensemble: EnsembleOption = None,
     keep_mean: KeepMeanOption = None,
+    colour: ColourOption = None,
 ) -> None:
     """Evaluate a checkpoint: PSNR/SSIM of restored vs input per task, and the text head's intent accuracy."""
     from instructir.io import write_json
@@ -865,7 +884,7 @@ def eval_command(
         fail("give a dataset (--data DIR) and/or benchmark sets (--paired KIND:DIR)")
     if limit is not None and limit < 1:
         fail("--limit must be >= 1")
-    restorer = _restorer(checkpoint, head, device, encoder, ensemble, keep_mean)
+    restorer = _restorer(checkpoint, head, device, encoder, ensemble, keep_mean, colour)
     bar = progress and sys.stderr.isatty()
     results: dict[str, Any] = {"checkpoint": str(restorer.source)}
     try:
@@ -895,6 +914,7 @@ def demo_command(
     share: Annotated[bool, typer.Option(help="Also open a public gradio.live link (needs internet).")] = False,
     ensemble: EnsembleOption = None,
     keep_mean: KeepMeanOption = None,
+    colour: ColourOption = None,
 ) -> None:
     """Serve a web demo: upload a photo or pick an example, type a request, see and download the result."""
     from rich.markup import escape as markup_escape
@@ -905,7 +925,7 @@ def demo_command(
         fail(markup_escape("the demo needs gradio, which is not installed; pip install 'instructir[demo]'"))
     from instructir.demo import build_demo, cache_folder, example_inputs
 
-    restorer = _restorer(checkpoint, head, None, None, ensemble, keep_mean)
+    restorer = _restorer(checkpoint, head, None, None, ensemble, keep_mean, colour)
     demo = build_demo(restorer, example_inputs(cache_folder() / "examples", tasks=restorer.tasks))
     console.print(f"serving {restorer.source} at http://{host}:{port} (Ctrl+C stops)")
     try:

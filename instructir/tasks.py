@@ -8,6 +8,8 @@ opposites: regular expressions (case-insensitive) for a request that asks for th
 photo has the opposite problem ("darken it", "too bright" for low light), which the filter's opposite stage drops.
 ``keeps_mean`` says the task's damage keeps the photo's mean colour (a blur kernel sums to one, a resampling
 averages), so a restorer may hold its output to the input's mean (``Restorer(keep_mean=True)``).
+``global_colour`` says the task's damage maps every pixel's colour through one function of the whole photo (a bad
+retouch), so a restorer's learned colour stage may undo it (``Restorer(colour_stage=...)``, ``model/colour.py``).
 
 The ids of the first seven tasks follow the class order of the official InstructIR text head
 (noise, blur, rain, haze, low light, super-resolution, enhancement), so an official checkpoint's intent logits
@@ -45,6 +47,7 @@ class Task:
     situations: tuple[str, ...] = ()
     opposites: tuple[str, ...] = ()
     keeps_mean: bool = False
+    global_colour: bool = False
 
 
 _TASKS: tuple[Task, ...] = (
@@ -284,6 +287,7 @@ _TASKS: tuple[Task, ...] = (
             "Retouch this portrait so the skin tones look right.",
         ),
         degradations=("retouch",),
+        global_colour=True,
         situations=(
             "wedding photos with a yellow cast and washed-out colours",
             "a landscape that looks dull and flat",

@@ -24,6 +24,7 @@ from instructir.datasets.sources import folder_images
 from instructir.hardware import best_cpu_dtype
 from instructir.io import write_bytes
 from instructir.model.checkpoint import load_checkpoint
+from instructir.model.colour import ColourStage, load_colour_stage
 from instructir.model.instructir import InstructIR
 from instructir.model.text import TextEncoder, TextHead
 from instructir.prompts.embed import DEFAULT_ENCODER
@@ -213,10 +214,12 @@ class Restorer:
         source: str | Path | None = None,
         ensemble: bool = False,
         keep_mean: bool = False,
+        colour_stage: ColourStage | None = None,
     ) -> None:
         self.tasks = tuple(tasks) if tasks is not None else None
         self.ensemble = ensemble
         self.keep_mean = keep_mean
+        self.colour_stage = colour_stage.eval() if colour_stage is not None else None
         self.source = source
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.eval().to(device=self.device, memory_format=torch.channels_last)
@@ -243,13 +246,15 @@ class Restorer:
         bf16: bool | None = None,
         ensemble: bool | None = None,
         keep_mean: bool | None = None,
+        colour: bool | None = None,
     ) -> Restorer:
         """Load our checkpoint (model + head), or an official im_/lm_ pair given as ``path`` and ``head_path``.
 
         ``encoder`` defaults to the one the head was trained with: the training config's encoder for our files,
         TaylorAI/bge-micro-v2 for an official head, otherwise all-MiniLM-L6-v2. ``ensemble`` (see
         :func:`restore_image`) defaults to what the checkpoint asks for (``ensemble`` in its extra metadata), else off;
-        so does ``keep_mean`` (see :meth:`restore`).
+        so does ``keep_mean`` (see :meth:`restore`). ``colour`` loads the colour stage the checkpoint names
+        (``colour_stage`` in its extra metadata, a file beside it) when None or True; True raises if it names none.
         """
         files = [Path(path)] + ([Path(head_path)] if head_path is not None else [])
         parts = [_load(file) for file in files]
@@ -279,6 +284,9 @@ class Restorer:
             ensemble = _asks_for(parts[0][2], "ensemble")
         if keep_mean is None:
             keep_mean = _asks_for(parts[0][2], "keep_mean")
+        stage = _colour_stage(Path(path), parts[0][2]) if colour is not False else None
+        if colour and stage is None:
+            raise ValueError(f"{path} names no colour stage (colour_stage in its metadata); leave out --colour")
         return cls(
             model,
             head,
@@ -289,6 +297,7 @@ class Restorer:
             source=path,
             ensemble=ensemble,
             keep_mean=keep_mean,
+            colour_stage=stage,
         )
 
     def prepare(self, instructions: Sequence[str]) -> None:
@@ -329,7 +338,10 @@ class Restorer:
         """Restore an HxWx3 float [0, 1] image as ``instruction`` asks; same shape out.
 
         With ``keep_mean``, a request the head reads as a task whose damage keeps the photo's mean colour (the
-        registry's ``keeps_mean``: deblur, superres) gets an output shifted back to the input's mean colour."""
+        registry's ``keeps_mean``: deblur, superres) gets an output shifted back to the input's mean colour. With a
+        ``colour_stage``, a request read as a task whose damage is one colour function of the whole photo (the
+        registry's ``global_colour``: enhance) gets the mean of the network's output and the stage's correction of
+        the input (:func:`blend_colour_stage`)."""
         restored = restore_image(
             self.model,
             self.embedding(instruction),
@@ -340,8 +352,11 @@ class Restorer:
             self.bf16,
             ensemble=self.ensemble,
         )
-        if self.keep_mean and get_task(self.intent(instruction)[0]).keeps_mean:
+        task = get_task(self.intent(instruction)[0])
+        if self.keep_mean and task.keeps_mean:
             return match_mean(restored, image)
+        if self.colour_stage is not None and task.global_colour:
+            return blend_colour_stage(restored, self.colour_stage.apply(image))
         return restored
 
 
@@ -370,6 +385,27 @@ def _asks_for(config: dict[str, Any], option: str) -> bool:
     """Whether a checkpoint says it restores best with ``option`` on (the default model asks for ``ensemble`` and
     ``keep_mean``)."""
     return bool(_extra(config).get(option, False))
+
+
+def _colour_stage(path: Path, config: dict[str, Any]) -> ColourStage | None:
+    """The colour stage a checkpoint names (``colour_stage``: a file in the checkpoint's folder), or None."""
+    name = _extra(config).get("colour_stage")
+    if not isinstance(name, str):
+        return None
+    stage_path = path.parent / name
+    if not stage_path.is_file():
+        raise FileNotFoundError(
+            f"{path} names the colour stage {name}, but {stage_path} is missing; put the file back beside the "
+            "checkpoint (reinstall instructir for the shipped model) or turn the stage off with --no-colour"
+        )
+    return load_colour_stage(stage_path)
+
+
+def blend_colour_stage(restored: np.ndarray, corrected: np.ndarray) -> np.ndarray:
+    """The mean of the network's output and the colour stage's correction of the input: the two err differently.
+    On the default model's validation photos (8 retouches each) the mean beat the network alone by +0.86 and
+    +2.65 dB, where the stage alone lost 1.30 dB on one of them (models/default/train.sh)."""
+    return (0.5 * (restored + corrected)).astype(np.float32)
 
 
 def match_mean(restored: np.ndarray, reference: np.ndarray) -> np.ndarray:
