@@ -1,11 +1,14 @@
-"""Shared fixtures: a loopback Chat Completions server and a way to run the real CLI in a subprocess."""
+"""Shared fixtures: a loopback Chat Completions server, a way to run the real CLI in a subprocess, and a way to
+import the repository's scripts."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -16,6 +19,14 @@ from instructir.tasks import all_tasks
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = {"width": 8, "enc_blks": (1, 1), "middle_blk_num": 1, "dec_blks": (1, 1)}
+
+
+def load_script(path: str) -> ModuleType:
+    """Import a script of the repository (``models/default/card.py``...): its folder is not a package."""
+    spec = importlib.util.spec_from_file_location(Path(path).stem, REPO / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def save_tiny_checkpoint(path: Path, model: InstructIR | None = None) -> Path:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 
 import pytest
-from conftest import REPO, cli_env
+from conftest import REPO, cli_env, load_script
 
 from instructir.datasets.build import BuildConfig, build_dataset, load_built
 from instructir.datasets.instructions import InstructionPool
@@ -20,14 +19,6 @@ def run_mix(base, extra, out) -> subprocess.CompletedProcess:
     """models/default/mix.py as the recipe runs it, in a child process."""
     args = [sys.executable, str(MIX), str(base), str(extra), str(out)]
     return subprocess.run(args, capture_output=True, text=True, env=cli_env())
-
-
-def load_script(name: str):
-    """Import one of models/default/*.py (a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "models" / "default" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +49,7 @@ def test_mix_adds_the_extra_train_rows_with_their_own_ids_and_keeps_the_held_out
 
 
 def test_mix_refuses_extra_rows_from_a_photo_the_base_holds_out(built):
-    mix = load_script("mix")
+    mix = load_script("models/default/mix.py")
     held_out = {mix.photo(i) for split in ("validation", "test") for i in load_built(built / "base", split)["id"]}
     trained_elsewhere = {mix.photo(i) for i in load_built(built / "other", "train")["id"]}
     assert held_out & trained_elsewhere, "seed 1 should split these five photos differently from seed 0"
@@ -70,7 +61,7 @@ def test_mix_refuses_extra_rows_from_a_photo_the_base_holds_out(built):
 
 
 def test_a_stage_is_kept_only_when_the_sum_goes_up_and_no_task_loses_over_half_a_db():
-    compare = load_script("compare")
+    compare = load_script("models/default/compare.py")
     current = {"a": {"deblur": 0.0, "denoise": 8.0}, "b": {"deblur": -0.2, "denoise": 7.0}}
     better = {"a": {"deblur": 0.3, "denoise": 7.7}, "b": {"deblur": 0.2, "denoise": 7.0}}
     assert compare.verdict(current, better)["keep"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, load_script, run_cli
 
 from instructir.prompts.audit import corpus_precision, read_audit
 from instructir.prompts.corpus import SHIPPED_CORPUS, load_corpus, shipped_corpora
@@ -47,12 +47,9 @@ def test_the_corpus_is_precise_on_the_hand_labelled_audit_test_half(rows):
 
 
 def test_the_hand_read_sample_is_drawn_from_this_corpus_generated_rows(rows):
-    import importlib.util
     import json
 
-    spec = importlib.util.spec_from_file_location("sample_corpus", REPO / "corpus" / "audit" / "sample_corpus.py")
-    sampler = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sampler)
+    sampler = load_script("corpus/audit/sample_corpus.py")
     committed = [json.loads(line) for line in (REPO / "corpus/audit/shipped/sample.jsonl").read_text().splitlines()]
     seed = int(committed[0]["audit_id"][1:3])
     drawn = sampler.sample_rows(rows, len(committed), seed)
