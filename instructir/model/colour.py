@@ -2,11 +2,11 @@
 
 A retouch maps every pixel's colour through one function of the whole photo (white balance, saturation, contrast,
 tone curve; see ``datasets/degradations/retouch.py``), which the 2-hour CPU InstructIR does not reliably undo (it
-made the default model's test photo worse). This stage reads global statistics of the photo (colour histograms, moments and luma quantiles of a thumbnail)
-with a small MLP and predicts a transform from a family that holds the exact inverse of every such retouch: a
-monotone piecewise-linear curve per channel, then a 3x3 colour matrix and an offset. Image-adaptive global
-transforms are how small enhancement models work (HDRNet, Gharbi et al. 2017; image-adaptive 3D LUTs, Zeng et al.
-2020); this one has about 30k weights and trains in minutes on a CPU.
+made the default model's test photo worse). This stage reads global statistics of the photo (colour histograms,
+moments and luma quantiles of a thumbnail) with a small MLP and predicts a transform from a family that holds the
+exact inverse of every such retouch: a monotone piecewise-linear curve per channel, then a 3x3 colour matrix and an
+offset. Image-adaptive global transforms are how small enhancement models work (HDRNet, Gharbi et al. 2017;
+image-adaptive 3D LUTs, Zeng et al. 2020); this one has about 30k weights and trains in minutes on a CPU.
 """
 
 from __future__ import annotations
