@@ -180,7 +180,7 @@ def card(metrics: dict) -> str:
                 f"`python models/default/colour_stage.py` for {metrics['colour_stage']['steps']:,} steps on the "
                 f"same {len(metrics['colour_stage']['photos'])} training photos with retouches drawn from the "
                 f"training ranges ({metrics['colour_stage']['wall_seconds']:.0f} s on "
-                f"{metrics['colour_stage']['machine']}); the network alone does not undo a bad retouch. "
+                f"{metrics['colour_stage']['machine']}); the network alone made the test photo's retouch worse. "
                 "`--no-colour` turns it off.",
             ]
             if metrics.get("colour_stage")
