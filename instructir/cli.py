@@ -737,6 +737,7 @@ def _restorer(
     from instructir.model.restore import Restorer
     from instructir.model.shipped import choose_checkpoint
     from instructir.pipeline.config import default_checkpoint
+    from instructir.tasks import all_tasks
 
     try:
         checkpoint, why = choose_checkpoint(checkpoint, default_checkpoint())
@@ -763,13 +764,9 @@ def _restorer(
     if restorer.ensemble:
         errors.print("self-ensemble: on (4 views per image; --no-ensemble is 4x faster)", markup=False)
     if restorer.keep_mean:
-        from instructir.tasks import all_tasks
-
         kept = ", ".join(task.name for task in all_tasks() if task.keeps_mean)
         errors.print(f"mean colour kept for {kept} requests (--no-keep-mean to turn off)", markup=False)
     if restorer.colour_stage is not None:
-        from instructir.tasks import all_tasks
-
         staged = ", ".join(task.name for task in all_tasks() if task.global_colour)
         errors.print(f"colour stage on for {staged} requests (--no-colour to turn off)", markup=False)
     return restorer
