@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import torch
 from chat_server import ChatServer
 
+from instructir.datasets.sources import sample_images
 from instructir.model import InstructIR, TextHead, save_checkpoint
 from instructir.tasks import all_tasks
 
@@ -35,6 +37,24 @@ def save_tiny_checkpoint(path: Path, model: InstructIR | None = None) -> Path:
         torch.manual_seed(0)
         model = InstructIR(**TINY_MODEL)
     return save_checkpoint(path, model, TextHead(num_classes=len(all_tasks())))
+
+
+def tiny_model(seed: int = 0) -> InstructIR:
+    """A small InstructIR with random NAFBlock and ICB beta/gamma, so no block is the identity."""
+    torch.manual_seed(seed)
+    model = InstructIR(**TINY_MODEL)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(("beta", "gamma")):
+                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
+    return model.eval()
+
+
+def photo(height: int, width: int) -> np.ndarray:
+    """A crop of a real photo (smooth regions and edges, unlike noise)."""
+    image = next(ref for ref in sample_images() if ref.name.endswith("astronaut")).load()
+    return np.ascontiguousarray(image[100 : 100 + height, 150 : 150 + width])
 
 
 @pytest.fixture

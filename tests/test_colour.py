@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import photo, run_cli, tiny_model
 from PIL import Image
-from test_restore import photo, tiny_model
 
 from instructir.datasets.degradations import get_degradation
 from instructir.datasets.sources import sample_images
@@ -17,6 +16,7 @@ from instructir.model.colour import (
     FEATURES,
     ColourStage,
     colour_features,
+    colour_stage_facts,
     fit_colour_stage,
     load_colour_stage,
     save_colour_stage,
@@ -73,6 +73,7 @@ def test_a_saved_stage_loads_and_gives_the_same_output(trained, tmp_path):
     save_colour_stage(trained, tmp_path / "stage.safetensors", {"steps": 300})
     image = photo(32, 40)
     np.testing.assert_array_equal(load_colour_stage(tmp_path / "stage.safetensors").apply(image), trained.apply(image))
+    assert colour_stage_facts(tmp_path / "stage.safetensors") == {"steps": 300}
     save_checkpoint(tmp_path / "model.safetensors", tiny_model(), TextHead(num_classes=len(task_names())))
     with pytest.raises(ValueError, match="not a colour stage"):
         load_colour_stage(tmp_path / "model.safetensors")

@@ -10,14 +10,14 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_MODEL, run_cli, save_tiny_checkpoint
+from conftest import photo, run_cli, save_tiny_checkpoint, tiny_model
 from PIL import Image
 
 from instructir.datasets.build import BuildConfig, build_dataset
 from instructir.datasets.images import load_image
 from instructir.datasets.instructions import InstructionPool
 from instructir.datasets.sources import sample_images
-from instructir.model import InstructIR, TextHead
+from instructir.model import TextHead
 from instructir.model.checkpoint import save_checkpoint
 from instructir.model.evaluate import (
     DEFAULT_INSTRUCTIONS,
@@ -32,24 +32,6 @@ from instructir.prompts.embed import DEFAULT_ENCODER
 from instructir.tasks import task_names
 
 REQUEST = "Remove the noise from this photo."
-
-
-def tiny_model(seed: int = 0) -> InstructIR:
-    """A small InstructIR with random NAFBlock and ICB beta/gamma, so no block is the identity."""
-    torch.manual_seed(seed)
-    model = InstructIR(**TINY_MODEL)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith(("beta", "gamma")):
-                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
-    return model.eval()
-
-
-def photo(height: int, width: int) -> np.ndarray:
-    """A crop of a real photo (smooth regions and edges, unlike noise)."""
-    image = next(ref for ref in sample_images() if ref.name.endswith("astronaut")).load()
-    return np.ascontiguousarray(image[100 : 100 + height, 150 : 150 + width])
 
 
 @pytest.fixture(scope="module")

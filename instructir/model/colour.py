@@ -122,6 +122,13 @@ def load_colour_stage(path: str | Path) -> ColourStage:
     return stage.eval()
 
 
+def colour_stage_facts(path: str | Path) -> dict[str, Any]:
+    """How a stage written by :func:`save_colour_stage` was trained: the ``extra`` it was saved with."""
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    return json.loads(metadata.get("extra", "{}"))
+
+
 def fit_colour_stage(
     photos: Sequence[np.ndarray],
     damage: Callable[[np.ndarray, np.random.Generator], np.ndarray],

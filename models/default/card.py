@@ -25,7 +25,7 @@ from instructir.analysis.labelled import load_labelled
 from instructir.datasets.build import load_built
 from instructir.datasets.sources import sample_images
 from instructir.hardware import cpu_description
-from instructir.model.colour import load_colour_stage
+from instructir.model.colour import colour_stage_facts, load_colour_stage
 from instructir.model.evaluate import evaluate_dataset
 from instructir.model.probe import probe
 from instructir.model.restore import Restorer
@@ -304,8 +304,7 @@ def main() -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(stage, args.out / COLOUR_STAGE)
         facts["colour_stage"] = COLOUR_STAGE
-        with safe_open(str(stage), "pt") as handle:
-            stage_facts = json.loads(handle.metadata()["extra"])
+        stage_facts = colour_stage_facts(stage)
 
     fp32 = measure(final, args.data, photos + validation, args.ensemble, args.keep_mean, stage)
     candidate = args.out / "default.safetensors"
