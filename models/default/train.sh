@@ -39,6 +39,11 @@
 # steps), measured the same way against the network alone: camera +2.46 dB, the retina's 6 validation-split crops
 # +0.80, the retina's fixed retouch -1.82. On the test photo it turns the card's -0.27 dB into +1.68, but loses on the
 # test split's crops (22.09 dB against 24.30 for the network alone, input 26.18).
+# `python models/default/colour_check.py STAGE...` measures a stage on four photos no training holds (retina,
+# camera.png, gradio's lion and tower; fixed retouch + 7 drawn, 512 px): the shipped stage's blend gains +0.46,
+# +2.66, +1.40 and +1.36 dB over the network alone. Training it on 4 more colour photos (gradio's cheetahs and groot)
+# was tried and not kept: over 3 seeds the blend lost 0.20-0.39 dB on retina (2 more seeds without them: +0.99,
+# +0.39). The mean of 3 stages' corrections (seeds 0-2) moved the sum by +0.05 dB only, so one stage still ships.
 # Rerunning resumes from the newest checkpoint (every 250 steps); each segment's wall time is appended to its run's
 # segments.jsonl, so the card's time counts every segment of both stages.
 # Usage: bash models/default/train.sh   (about 2.7 hours on 2 CPU cores; figures land in instructir/data/model/)
