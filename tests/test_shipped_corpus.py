@@ -59,6 +59,18 @@ def test_the_hand_read_sample_is_drawn_from_this_corpus_generated_rows(rows):
     assert sorted(label["audit_id"] for label in labels) == sorted(row["audit_id"] for row in committed)
 
 
+def test_the_labellers_blind_files_share_the_first_rows_and_split_the_rest(rows):
+    sampler = load_script("corpus/audit/sample_corpus.py")
+    sample = sampler.sample_rows(rows, 50, 3)
+    parts = sampler.blind_parts(sample, 2, 10, 3)
+    ids = [{row["audit_id"] for row in part} for part in parts]
+    shared = {row["audit_id"] for row in sample[:10]}
+    assert ids[0] & ids[1] == shared and ids[0] | ids[1] == {row["audit_id"] for row in sample}
+    assert [len(part) for part in parts] == [30, 30]
+    assert all(set(row) == {"audit_id", "text"} for part in parts for row in part), "labellers must not see the task"
+    assert [row["audit_id"] for row in parts[0][:10]] != [row["audit_id"] for row in sample[:10]], "shuffled"
+
+
 def test_no_exact_duplicates_and_every_row_passes_the_quality_rules(rows):
     keys = [normalise(row["text"]) for row in rows]
     assert len(set(keys)) == len(keys)
