@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
-from conftest import REPO, load_script, run_cli
+from conftest import REPO, cli_env, load_script, run_cli
 
 from instructir.prompts.audit import corpus_precision, read_audit
 from instructir.prompts.corpus import SHIPPED_CORPUS, load_corpus, shipped_corpora
@@ -44,6 +47,26 @@ def test_every_generated_row_passed_the_learned_quality_stage(rows):
 def test_the_corpus_is_precise_on_the_hand_labelled_audit_test_half(rows):
     measured = corpus_precision(rows, read_audit(REPO / "corpus" / "audit" / "labels.jsonl"))["test"]
     assert measured["kept"] >= 30 and measured["precision"] >= 0.9, measured
+
+
+def test_the_audit_set_holds_every_drawn_row_once():
+    labels = read_audit(REPO / "corpus" / "audit" / "labels.jsonl")
+    drawn = [row for path in sorted((REPO / "corpus" / "audit").glob("unlabelled*.jsonl")) for row in read_audit(path)]
+    assert sorted(row["audit_id"] for row in labels) == sorted(row["audit_id"] for row in drawn)
+    assert len({row["audit_id"] for row in labels}) == len(labels), "two draws share audit ids"
+
+
+def test_merging_draws_that_share_audit_ids_is_refused(tmp_path):
+    row = '{"audit_id": "a00-0000", "text": "remove the grain", "task": "denoise", "run": "seed-0001"}\n'
+    label = '{"audit_id": "a00-0000", "request": true, "true_task": "denoise", "alt_task": null}\n'
+    for name, text in {"one.jsonl": row, "two.jsonl": row, "labels.jsonl": label}.items():
+        (tmp_path / name).write_text(text)
+    merge = [sys.executable, str(REPO / "corpus" / "audit" / "merge.py"), "--out", str(tmp_path / "out.jsonl")]
+    files = ["--drawn", str(tmp_path / "one.jsonl"), str(tmp_path / "two.jsonl")]
+    files += ["--labels", str(tmp_path / "labels.jsonl")]
+    done = subprocess.run([*merge, *files], capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert done.returncode != 0 and "more than one drawn file" in done.stderr
+    assert not (tmp_path / "out.jsonl").exists()
 
 
 def test_the_hand_read_sample_is_drawn_from_this_corpus_generated_rows(rows):

@@ -71,7 +71,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     runs = sorted(path for path in RUNS.glob(args.runs) if (path / "candidates.parquet").is_file())
-    exclude = {normalise(json.loads(line)["text"]) for path in args.exclude for line in path.read_text().splitlines()}
+    excluded = [json.loads(line) for path in args.exclude for line in path.read_text().splitlines()]
+    prefix = f"a{args.seed:02d}-"
+    if any(row["audit_id"].startswith(prefix) for row in excluded):
+        parser.error(f"--seed {args.seed} was used by an earlier draw (its rows are {prefix}*); pick an unused seed")
+    exclude = {normalise(row["text"]) for row in excluded}
     sample = draw(runs, args.per_task, args.seed, exclude, args.each_run)
     args.out.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in sample), encoding="utf-8")
     print(f"{len(sample)} rows from {len(runs)} runs -> {args.out}")

@@ -77,7 +77,11 @@ def main() -> None:
     parser.add_argument("--labels", type=Path, nargs="+", required=True)
     parser.add_argument("--out", type=Path, default=AUDIT / "labels.jsonl")
     args = parser.parse_args()
-    drawn = {row["audit_id"]: row for path in args.drawn for row in read_audit(path)}
+    drawn_rows = [row for path in args.drawn for row in read_audit(path)]
+    repeated = sorted({i for i, n in Counter(row["audit_id"] for row in drawn_rows).items() if n > 1})
+    if repeated:
+        raise SystemExit(f"{len(repeated)} audit ids are in more than one drawn file ({repeated[0]}, ...); redraw one")
+    drawn = {row["audit_id"]: row for row in drawn_rows}
     labels = [{row["audit_id"]: row for row in read_audit(path)} for path in args.labels]
     rows = []
     for audit_id, row in drawn.items():
