@@ -1,0 +1,150 @@
+"""Choose the learned quality stage's threshold for the corpus's precision, not the candidates', on the fit half.
+
+train.py picks the lowest threshold whose out-of-fold precision on candidates reaches the target. The corpus is less
+precise than that: semantic deduplication merges the many near-copies of right requests into one row and leaves each
+wrong request, which is unique, as it is. This script estimates the corpus's precision out of fold:
+
+1. out-of-fold scores of the fit half's rows, as train.py computes them (same features, C and folds);
+2. the pool the stage sees in a build: every row that reached the learned stage (the corpus and the rows the
+   stage or the deduplication dropped, from ``corpus/build/rejects.parquet``), scored by the shipped models;
+3. for each threshold, a fit row counts as in the corpus when its out-of-fold score reaches the threshold and no
+   pool row above the threshold with a higher score lies within the semantic threshold of it (the deduplication
+   keeps the best-scored row of a group; the registry's seeds come first).
+
+The chosen threshold is the lowest on the grid whose estimate reaches --target. The table also gives the corpus size
+the threshold would build (greedy deduplication of the pool, seeds first), so size and precision trade in one view.
+
+    python corpus/quality/corpus_threshold.py [--target 0.92]   # after a build of the same runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from instructir.analysis.templates import seed_requests, template_requests
+from instructir.io import write_json
+from instructir.prompts.audit import read_audit
+from instructir.prompts.embed import DEFAULT_ENCODER, Embedder
+from instructir.prompts.filters.cascade import FilterConfig
+from instructir.prompts.filters.quality import QualityRules
+from instructir.prompts.filters.quality_model import FAST_FILE, fit_quality_model, load_quality_model
+from instructir.prompts.filters.semantic import greedy_dedup
+from instructir.prompts.lm_embed import LM_ENCODER, LMEmbedder
+from instructir.tasks import task_names
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train import LABELS, true_class
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT / "instructir" / "data" / "instructir-requests" / "corpus.parquet"
+REJECTS = ROOT / "corpus" / "build" / "rejects.parquet"
+REACHED_THE_STAGE = ("low_quality_prefilter", "low_quality", "semantic_duplicate")
+GRID = (0.7, 0.75, 0.8, 0.825, 0.85, 0.875, 0.9, 0.925, 0.95)
+
+
+def survivors(
+    fit_vectors: np.ndarray,
+    fit_texts: list[str],
+    fit_scores: np.ndarray,
+    pool_vectors: np.ndarray,
+    pool_texts: list[str],
+    pool_scores: np.ndarray,
+    similarity: float,
+) -> np.ndarray:
+    """Whether each fit row would stay through deduplication: no other pool row within ``similarity`` scores higher."""
+    blocking = (fit_vectors @ pool_vectors.T >= similarity) & (pool_scores[None, :] > fit_scores[:, None])
+    rows = zip(fit_texts, blocking, strict=True)
+    return np.array([all(pool_texts[j] == text for j in np.flatnonzero(row)) for text, row in rows], dtype=bool)
+
+
+def corpus_size(vectors: np.ndarray, scores: np.ndarray, similarity: float) -> int:
+    """Rows left after greedy deduplication in score order (seeds carry an infinite score)."""
+    duplicate_of, _ = greedy_dedup(vectors[np.argsort(-scores, kind="stable")], similarity)
+    return int((duplicate_of < 0).sum())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", type=float, default=0.92)
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "corpus_threshold.json")
+    args = parser.parse_args()
+    embedder, lm_embedder, rules = Embedder(DEFAULT_ENCODER, dtype="float32"), LMEmbedder(), QualityRules()
+    similarity = FilterConfig().semantic_threshold
+
+    written = [seed_requests(), template_requests()]
+    written_texts = [text for part in written for text in part.texts]
+    written_tasks = [task_names()[int(i)] for part in written for i in part.labels]
+    fit = [row for row in read_audit(LABELS) if row["split"] == "fit"]
+    texts = [row["text"] for row in fit]
+    vectors = embedder.encode(texts)
+    lm = (LM_ENCODER, lm_embedder.encode(texts), lm_embedder.encode(written_texts))
+    full, record = fit_quality_model(
+        vectors,
+        texts,
+        [true_class(row) for row in fit],
+        [row["task"] for row in fit],
+        np.array([rules.reason(text) is None for text in texts]),
+        (embedder.encode(written_texts), written_texts, written_tasks),
+        DEFAULT_ENCODER,
+        lm=lm,
+    )
+    out_of_fold = np.asarray(record["out_of_fold"])
+    right = np.array([row["right"] for row in fit], dtype=bool)
+    seen = np.array([rules.reason(text) is None for text in texts])
+
+    corpus = pq.read_table(CORPUS).to_pylist()
+    rejects = pq.read_table(REJECTS, columns=["text", "task", "reason"]).to_pylist()
+    seeds = [row["text"] for row in corpus if row["source"] == "seed"]
+    pool = [row for row in corpus if row["source"] != "seed"]
+    pool += [row for row in rejects if row["reason"] in REACHED_THE_STAGE]
+    pool_texts = [row["text"] for row in pool]
+    pool_vectors = embedder.encode(pool_texts)
+    fast = load_quality_model(ROOT / "instructir" / "data" / "quality" / FAST_FILE)
+    past = np.flatnonzero(fast.score(pool_vectors, [row["task"] for row in pool], pool_texts) >= fast.threshold)
+    past_texts = [pool_texts[i] for i in past]
+    scores = full.score(pool_vectors[past], [pool[i]["task"] for i in past], past_texts, lm_embedder.encode(past_texts))
+    seed_vectors = embedder.encode(seeds)
+
+    table = []
+    for threshold in GRID:
+        chosen = scores >= threshold
+        kept_vectors = np.r_[seed_vectors, pool_vectors[past][chosen]]
+        kept_scores = np.r_[np.full(len(seeds), np.inf), scores[chosen]]
+        kept_texts = seeds + [text for text, keep in zip(past_texts, chosen, strict=True) if keep]
+        rows = np.flatnonzero(seen & (out_of_fold >= threshold))
+        stay = survivors(
+            vectors[rows],
+            [texts[i] for i in rows],
+            out_of_fold[rows],
+            kept_vectors,
+            kept_texts,
+            kept_scores,
+            similarity,
+        )
+        table.append(
+            {
+                "threshold": threshold,
+                "corpus_rows": corpus_size(kept_vectors, kept_scores, similarity),
+                "candidates_kept": len(rows),
+                "candidate_precision": round(float(right[rows].mean()), 3) if len(rows) else None,
+                "fit_rows_in_corpus": int(stay.sum()),
+                "corpus_precision": round(float(right[rows][stay].mean()), 3) if stay.any() else None,
+            }
+        )
+    reached = [row["threshold"] for row in table if (row["corpus_precision"] or 0) >= args.target]
+    result = {"target": args.target, "chosen": min(reached) if reached else None, "table": table}
+    header = ("threshold", "corpus rows", "fit kept", "precision", "in corpus", "corpus prec.")
+    print(" ".join(f"{name:>12}" for name in header))
+    for row in table:
+        print(" ".join(f"{row[key]!s:>12}" for key in row))
+    print(f"lowest threshold whose out-of-fold corpus precision reaches {args.target}: {result['chosen']}")
+    write_json(result, args.out)
+
+
+if __name__ == "__main__":
+    main()
