@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, load_script
 
 from instructir.analysis.templates import seed_requests
 from instructir.prompts.audit import audit_split, read_audit
@@ -176,3 +176,22 @@ def test_audit_labels_are_complete_and_consistent():
         assert row["request"] or row["true_task"] == "none"
         assert row["right"] == (row["request"] and row["task"] in (row["true_task"], row["alt_task"]))
     assert Path(REPO / "corpus" / "dev" / "README.md").read_text().count("Labelling guide") == 1
+
+
+def test_the_corpus_threshold_estimate_counts_a_row_only_when_no_better_near_copy_replaces_it():
+    script = load_script("corpus/quality/corpus_threshold.py")
+    unit = np.eye(3, dtype=np.float32)
+    fit_vectors = unit[[0, 1, 2]]
+    pool_vectors = np.r_[unit[[0, 1]], unit[[2]]]
+    pool_texts = ["a better copy of row 0", "row 1", "a worse copy of row 2"]
+    stay = script.survivors(
+        fit_vectors,
+        ["row 0", "row 1", "row 2"],
+        np.array([0.9, 0.9, 0.9]),
+        pool_vectors,
+        pool_texts,
+        np.array([0.95, 0.99, 0.5]),
+        similarity=0.85,
+    )
+    assert stay.tolist() == [False, True, True], "a better copy replaces row 0; row 1 is itself; row 2 beats its copy"
+    assert script.corpus_size(np.r_[unit, unit[[0]]], np.array([1.0, 1.0, 1.0, 0.5]), 0.85) == 3
