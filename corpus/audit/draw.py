@@ -25,11 +25,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from instructir.prompts.candidates import read_run_pool
+from instructir.prompts.embed import Embedder
+from instructir.prompts.filters.quality import QualityRules
+from instructir.prompts.filters.quality_model import FAST_FILE, load_quality_model, shipped_model_path
 from instructir.prompts.rules import normalise
 from instructir.tasks import task_names
 
@@ -37,11 +41,20 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNS = ROOT / "corpus" / "runs"
 
 
-def draw(runs: list[Path], per_task: int, seed: int, exclude: set[str], each_run: bool = False) -> list[dict]:
+def draw(
+    runs: list[Path],
+    per_task: int,
+    seed: int,
+    exclude: set[str],
+    each_run: bool = False,
+    eligible: Callable[[list[dict]], np.ndarray] | None = None,
+) -> list[dict]:
     """``per_task`` rows per task drawn at random from the pooled runs (or from each run in turn, to compare
-    runs), skipping texts in ``exclude``."""
+    runs), skipping texts in ``exclude`` and, with ``eligible``, the rows it marks False."""
     rng = np.random.default_rng(seed)
     pools = [read_run_pool(run) for run in runs] if each_run else [[row for run in runs for row in read_run_pool(run)]]
+    if eligible is not None:
+        pools = [[row for row, ok in zip(pool, eligible(pool), strict=True) if ok] for pool in pools]
     sample = []
     seen = set(exclude)
     for pool, task in ((pool, task) for pool in pools for task in task_names()):
@@ -61,22 +74,45 @@ def draw(runs: list[Path], per_task: int, seed: int, exclude: set[str], each_run
     return [{"audit_id": f"a{seed:02d}-{n:04d}", **{k: sample[i][k] for k in keep}} for n, i in enumerate(order)]
 
 
+def scored_above(floor: float, model_path: Path | None) -> Callable[[list[dict]], np.ndarray]:
+    """Rows that pass the quality rules and that the fast quality model scores at ``floor`` or above."""
+    model = load_quality_model(model_path or shipped_model_path(FAST_FILE))
+    rules, embedder = QualityRules(), Embedder(dtype="float32")
+
+    def eligible(rows: list[dict]) -> np.ndarray:
+        passing = np.array([rules.reason(row["text"]) is None for row in rows], dtype=bool)
+        chosen = [row for row, ok in zip(rows, passing, strict=True) if ok]
+        texts = [row["text"] for row in chosen]
+        passing[passing] = model.score(embedder.encode(texts), [row["task"] for row in chosen], texts) >= floor
+        return passing
+
+    return eligible
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", default="seed-000*", help="glob of run folders under corpus/runs/")
+    parser.add_argument("--runs", nargs="+", default=["seed-000*"], help="globs of run folders under corpus/runs/")
+    parser.add_argument(
+        "--min-fast-quality",
+        type=float,
+        default=None,
+        help="draw only rows that pass the rules and score this or more under the fast quality model",
+    )
+    parser.add_argument("--quality-model", type=Path, default=None, help="that model's file (default: the shipped)")
     parser.add_argument("--per-task", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--exclude", type=Path, nargs="*", default=[], help="JSONL files whose texts to skip")
     parser.add_argument("--each-run", action="store_true", help="draw --per-task rows from each run, not the pool")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    runs = sorted(path for path in RUNS.glob(args.runs) if (path / "candidates.parquet").is_file())
+    runs = sorted({path for glob in args.runs for path in RUNS.glob(glob) if (path / "candidates.parquet").is_file()})
     excluded = [json.loads(line) for path in args.exclude for line in path.read_text().splitlines()]
     prefix = f"a{args.seed:02d}-"
     if any(row["audit_id"].startswith(prefix) for row in excluded):
         parser.error(f"--seed {args.seed} was used by an earlier draw (its rows are {prefix}*); pick an unused seed")
     exclude = {normalise(row["text"]) for row in excluded}
-    sample = draw(runs, args.per_task, args.seed, exclude, args.each_run)
+    eligible = None if args.min_fast_quality is None else scored_above(args.min_fast_quality, args.quality_model)
+    sample = draw(runs, args.per_task, args.seed, exclude, args.each_run, eligible)
     args.out.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in sample), encoding="utf-8")
     print(f"{len(sample)} rows from {len(runs)} runs -> {args.out}")
 

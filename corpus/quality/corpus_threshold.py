@@ -6,7 +6,8 @@ wrong request, which is unique, as it is. This script estimates the corpus's pre
 
 1. out-of-fold scores of the fit half's rows, as train.py computes them (same features, C and folds);
 2. the pool the stage sees in a build: every row that reached the learned stage (the corpus and the rows the
-   stage or the deduplication dropped, from ``corpus/build/rejects.parquet``), scored by the shipped models;
+   stage or the deduplication dropped, from ``corpus/build/rejects.parquet``, of the runs the shipped corpus was
+   built from), scored by the shipped fast model and the full model refitted as train.py fits it;
 3. for each threshold, a fit row counts as in the corpus when its out-of-fold score reaches the threshold and no
    pool row above the threshold with a higher score lies within the semantic threshold of it (the deduplication
    keeps the best-scored row of a group; the registry's seeds come first).
@@ -20,6 +21,7 @@ the threshold would build (greedy deduplication of the pool, seeds first), so si
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -98,7 +100,9 @@ def main() -> None:
     seen = np.array([rules.reason(text) is None for text in texts])
 
     corpus = pq.read_table(CORPUS).to_pylist()
-    rejects = pq.read_table(REJECTS, columns=["text", "task", "reason"]).to_pylist()
+    runs = set(json.loads((CORPUS.parent / "summary.json").read_text())["runs"])
+    rejects = pq.read_table(REJECTS, columns=["text", "task", "reason", "run"]).to_pylist()
+    rejects = [row for row in rejects if row["run"] in runs]  # the last build may have read more runs
     seeds = [row["text"] for row in corpus if row["source"] == "seed"]
     pool = [row for row in corpus if row["source"] != "seed"]
     pool += [row for row in rejects if row["reason"] in REACHED_THE_STAGE]
