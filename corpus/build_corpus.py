@@ -5,7 +5,7 @@ dropped by the run's own inline filter, and the lines past its quota (`read_run_
 requests first, drops any row that repeats a request of the synthetic-to-real test set
 (tests/data/real_requests.jsonl), runs the cascade (quality rules, exact and near duplicates, the learned quality
 stage, semantic duplicates) and writes instructir/data/instructir-requests/{corpus.parquet, summary.json,
-README.md}; the rejects go to corpus/build/rejects.parquet for inspection.
+README.md}; the rejects go to corpus/build/rejects.parquet for inspection, the kept rows beside them as kept.parquet.
 
     python corpus/build_corpus.py [--quality-threshold T] [--no-measure] [--runs GLOB ...]
     python corpus/build_corpus.py --card-only   # re-measure the built corpus and rewrite its card, no filtering
@@ -119,6 +119,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_rows(result.kept, args.out / "corpus.parquet")
     write_rows(result.rejects, ROOT / "corpus" / "build" / "rejects.parquet")
+    write_rows(result.kept, ROOT / "corpus" / "build" / "kept.parquet")  # with the rejects: one build's whole pool
     summary = {"runs": [run.name for run in runs], "config": config.__dict__, **result.funnel}
     write_json(summary, args.out / "summary.json")
     return write_outputs(result.kept, summary, args)

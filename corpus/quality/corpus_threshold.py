@@ -6,8 +6,8 @@ wrong request, which is unique, as it is. This script estimates the corpus's pre
 
 1. out-of-fold scores of the fit half's rows, as train.py computes them (same features, C and folds);
 2. the pool the stage sees in a build: every row that reached the learned stage (the corpus and the rows the
-   stage or the deduplication dropped, from ``corpus/build/rejects.parquet``, of the runs the shipped corpus was
-   built from), scored by the shipped fast model and the full model refitted as train.py fits it;
+   stage or the deduplication dropped: ``corpus/build/kept.parquet`` and ``rejects.parquet``, which every build
+   writes), scored by the shipped fast model and the full model refitted as train.py fits it;
 3. for each threshold, a fit row counts as in the corpus when its out-of-fold score reaches the threshold and no
    pool row above the threshold with a higher score lies within the semantic threshold of it (the deduplication
    keeps the best-scored row of a group; the registry's seeds come first).
@@ -15,13 +15,12 @@ wrong request, which is unique, as it is. This script estimates the corpus's pre
 The chosen threshold is the lowest on the grid whose estimate reaches --target. The table also gives the corpus size
 the threshold would build (greedy deduplication of the pool, seeds first), so size and precision trade in one view.
 
-    python corpus/quality/corpus_threshold.py [--target 0.92]   # after a build of the same runs
+    python corpus/quality/corpus_threshold.py [--target 0.92]   # after python corpus/build_corpus.py
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -43,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train import LABELS, true_class
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS = ROOT / "instructir" / "data" / "instructir-requests" / "corpus.parquet"
+KEPT = ROOT / "corpus" / "build" / "kept.parquet"  # the last build's corpus and rejects: one pool
 REJECTS = ROOT / "corpus" / "build" / "rejects.parquet"
 REACHED_THE_STAGE = ("low_quality_prefilter", "low_quality", "semantic_duplicate")
 GRID = (0.7, 0.75, 0.8, 0.825, 0.85, 0.875, 0.9, 0.925, 0.95)
@@ -99,10 +98,8 @@ def main() -> None:
     right = np.array([row["right"] for row in fit], dtype=bool)
     seen = np.array([rules.reason(text) is None for text in texts])
 
-    corpus = pq.read_table(CORPUS).to_pylist()
-    runs = set(json.loads((CORPUS.parent / "summary.json").read_text())["runs"])
-    rejects = pq.read_table(REJECTS, columns=["text", "task", "reason", "run"]).to_pylist()
-    rejects = [row for row in rejects if row["run"] in runs]  # the last build may have read more runs
+    corpus = pq.read_table(KEPT).to_pylist()
+    rejects = pq.read_table(REJECTS, columns=["text", "task", "reason"]).to_pylist()
     seeds = [row["text"] for row in corpus if row["source"] == "seed"]
     pool = [row for row in corpus if row["source"] != "seed"]
     pool += [row for row in rejects if row["reason"] in REACHED_THE_STAGE]
