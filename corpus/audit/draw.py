@@ -19,6 +19,13 @@ number per task), drawn uniformly over runs within a task, without repeating a n
         --out corpus/audit/unlabelled-gemma.jsonl \
         --exclude corpus/audit/unlabelled.jsonl corpus/audit/unlabelled-2.jsonl corpus/audit/unlabelled-modes.jsonl \
         corpus/audit/unlabelled-grounded.jsonl
+    python corpus/audit/draw.py --runs "seed-*" "gemma-02*" "grounded-*" "mode-*" --per-task 100 --seed 81 \
+        --min-fast-quality 0.3 --quality-model FAST.safetensors --exclude corpus/audit/unlabelled*.jsonl \
+        --out corpus/audit/unlabelled-scored.jsonl
+
+--min-fast-quality draws only among candidates that pass the quality rules and that a fast quality model scores at
+that floor or above: where the learned stage decides. Every corpus row lies there, so a corpus's precision measured
+on such a draw stays unbiased, while far more of the drawn rows land in the corpus than in a draw from all candidates.
 """
 
 from __future__ import annotations
