@@ -38,6 +38,7 @@ RUNS = ROOT / "corpus" / "runs"
 TARGET = ROOT / "instructir" / "data" / SHIPPED_CORPUS
 AUDIT = ROOT / "corpus" / "audit" / "labels.jsonl"
 SAMPLE = ROOT / "corpus" / "audit" / "shipped" / "labels.jsonl"
+CORPUS_THRESHOLD = ROOT / "corpus" / "quality" / "corpus_threshold.json"
 REAL = ROOT / "tests" / "data" / "real_requests.jsonl"
 REAL_NAME = "160 real-style requests written for this project (tests/data/real_requests.jsonl)"
 MINIMUMS = {"total": 10_000, "per_restoration_task": 1_000, "ambiguous": 300}
@@ -98,7 +99,12 @@ def measure(kept: list[dict], out: Path) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quality-threshold", type=float, default=None, help="default: the model's own")
+    parser.add_argument(
+        "--quality-threshold",
+        type=float,
+        default=chosen_threshold(),
+        help="default: the one corpus/quality/corpus_threshold.py chose for the corpus, else the model's own",
+    )
     parser.add_argument("--out", type=Path, default=TARGET)
     parser.add_argument(
         "--runs", nargs="+", default=list(SHIPPED_RUNS), help="names or globs of the runs to read ('*': all of them)"
@@ -123,6 +129,13 @@ def main() -> int:
     summary = {"runs": [run.name for run in runs], "config": config.__dict__, **result.funnel}
     write_json(summary, args.out / "summary.json")
     return write_outputs(result.kept, summary, args)
+
+
+def chosen_threshold() -> float | None:
+    """The learned stage's threshold chosen for the corpus's precision (corpus_threshold.json), or None: the
+    model's own, chosen for the candidates'. The corpus is less precise than its candidates (deduplication keeps
+    every unique wrong row but merges the near-copies of right ones), so the build uses the corpus's."""
+    return json.loads(CORPUS_THRESHOLD.read_text())["chosen"] if CORPUS_THRESHOLD.is_file() else None
 
 
 def built_funnel(out: Path) -> dict:

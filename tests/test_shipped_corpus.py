@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -38,8 +39,12 @@ def test_the_corpus_meets_its_size_minimums(rows):
     assert all(counts[task.name] >= 150 for task in all_tasks()), counts
 
 
-def test_every_generated_row_passed_the_learned_quality_stage(rows):
-    threshold = round(load_quality_model().threshold, 4)  # the quality column holds 4 decimals of the stage's score
+def test_every_generated_row_passed_the_learned_quality_stage_at_the_threshold_the_build_chose(rows):
+    build = load_script("corpus/build_corpus.py")
+    chosen = build.chosen_threshold()
+    shipped = json.loads((REPO / "instructir/data/instructir-requests/summary.json").read_text())["config"]
+    assert shipped["quality_threshold"] == chosen, "ship what python corpus/build_corpus.py builds"
+    threshold = round(chosen or load_quality_model().threshold, 4)  # the quality column holds 4 decimals
     generated = [row for row in rows if row["source"] != "seed"]
     assert generated and all(row["quality"] >= threshold for row in generated)
 
@@ -70,8 +75,6 @@ def test_merging_draws_that_share_audit_ids_is_refused(tmp_path):
 
 
 def test_the_hand_read_sample_is_drawn_from_this_corpus_generated_rows(rows):
-    import json
-
     sampler = load_script("corpus/audit/sample_corpus.py")
     committed = [json.loads(line) for line in (REPO / "corpus/audit/shipped/sample.jsonl").read_text().splitlines()]
     seed = int(committed[0]["audit_id"][1:3])
