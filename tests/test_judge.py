@@ -240,9 +240,9 @@ def test_generate_with_filter_and_judge_keeps_only_what_the_judge_agrees_with(tm
 
             return default_reply(body)
         text = body["messages"][-1]["content"].lower()
-        if "noise" in text or "grain" in text:
-            return '{"task": "denoise"}'
-        return '{"task": "lowlight"}' if "dark" in text or "light" in text else '{"task": "none"}'
+        # This judge reads only noise requests: every lowlight row that reaches it is dropped, whichever rows the
+        # earlier stages let through (their borderline calls differ between CPUs).
+        return '{"task": "denoise"}' if "noise" in text or "grain" in text else '{"task": "none"}'
 
     out = tmp_path / "gen"
     with ChatServer(reply=judge_or_generate) as server:
@@ -256,10 +256,12 @@ def test_generate_with_filter_and_judge_keeps_only_what_the_judge_agrees_with(tm
     summary = json.loads((out / "summary.json").read_text())
     assert summary["judge"]["calls"] > 0 and (out / "judge_cache.sqlite").is_file()
     rejects = pq.read_table(out / "rejects.parquet").to_pylist()
-    assert any(row["reason"] == "judge_disagrees" for row in rejects)
-    for row in pq.read_table(out / "candidates.parquet").to_pylist():
-        words = ("noise", "grain") if row["task"] == "denoise" else ("dark", "light")
-        assert any(word in row["text"].lower() for word in words), row
+    dropped = [row for row in rejects if row["reason"] == "judge_disagrees"]
+    assert dropped and all(row["task"] == "lowlight" or "noise" not in row["text"].lower() for row in dropped)
+    kept = pq.read_table(out / "candidates.parquet").to_pylist()
+    assert kept and all(
+        row["task"] == "denoise" and ("noise" in row["text"].lower() or "grain" in row["text"].lower()) for row in kept
+    ), kept
 
 
 class Gate:
