@@ -109,10 +109,15 @@ def save_colour_stage(stage: ColourStage, path: str | Path, extra: dict[str, Any
     save_file({name: value.contiguous() for name, value in stage.state_dict().items()}, str(path), metadata=metadata)
 
 
+def _metadata(path: str | Path) -> dict[str, str]:
+    """The JSON metadata of a safetensors file (empty when it has none)."""
+    with safe_open(str(path), framework="pt") as handle:
+        return handle.metadata() or {}
+
+
 def load_colour_stage(path: str | Path) -> ColourStage:
     """Read a stage written by :func:`save_colour_stage`."""
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    metadata = _metadata(path)
     if "colour_stage" not in metadata:
         raise ValueError(
             f"{path} is not a colour stage (its metadata has no colour_stage); write one with save_colour_stage"
@@ -124,9 +129,7 @@ def load_colour_stage(path: str | Path) -> ColourStage:
 
 def colour_stage_facts(path: str | Path) -> dict[str, Any]:
     """How a stage written by :func:`save_colour_stage` was trained: the ``extra`` it was saved with."""
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-    return json.loads(metadata.get("extra", "{}"))
+    return json.loads(_metadata(path).get("extra", "{}"))
 
 
 def fit_colour_stage(
