@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from instructir.analysis.templates import seed_requests, template_requests
 from instructir.io import write_json
 from instructir.prompts.audit import read_audit
 from instructir.prompts.embed import DEFAULT_ENCODER, Embedder
@@ -35,11 +34,10 @@ from instructir.prompts.filters.cascade import FilterConfig
 from instructir.prompts.filters.quality import QualityRules
 from instructir.prompts.filters.quality_model import FAST_FILE, fit_quality_model, load_quality_model
 from instructir.prompts.filters.semantic import greedy_dedup
-from instructir.prompts.lm_embed import LM_ENCODER, LMEmbedder
-from instructir.tasks import task_names
+from instructir.prompts.lm_embed import LMEmbedder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import LABELS, true_class
+from train import LABELS, fit_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 KEPT = ROOT / "corpus" / "build" / "kept.parquet"  # the last build's corpus and rejects: one pool
@@ -77,23 +75,10 @@ def main() -> None:
     embedder, lm_embedder, rules = Embedder(DEFAULT_ENCODER, dtype="float32"), LMEmbedder(), QualityRules()
     similarity = FilterConfig().semantic_threshold
 
-    written = [seed_requests(), template_requests()]
-    written_texts = [text for part in written for text in part.texts]
-    written_tasks = [task_names()[int(i)] for part in written for i in part.labels]
     fit = [row for row in read_audit(LABELS) if row["split"] == "fit"]
-    texts = [row["text"] for row in fit]
-    vectors = embedder.encode(texts)
-    lm = (LM_ENCODER, lm_embedder.encode(texts), lm_embedder.encode(written_texts))
-    full, record = fit_quality_model(
-        vectors,
-        texts,
-        [true_class(row) for row in fit],
-        [row["task"] for row in fit],
-        np.array([rules.reason(text) is None for text in texts]),
-        (embedder.encode(written_texts), written_texts, written_tasks),
-        DEFAULT_ENCODER,
-        lm=lm,
-    )
+    common, lm = fit_inputs(fit, embedder, lm_embedder, rules)
+    full, record = fit_quality_model(**common, lm=lm)
+    texts, vectors = common["texts"], common["vectors"]
     out_of_fold = np.asarray(record["out_of_fold"])
     right = np.array([row["right"] for row in fit], dtype=bool)
     seen = np.array([rules.reason(text) is None for text in texts])

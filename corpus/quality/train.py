@@ -40,6 +40,27 @@ def true_class(row: dict) -> str:
     return row["true_task"] if row["request"] and row["true_task"] in task_names() else NONE
 
 
+def fit_inputs(fit: list[dict], embedder: Embedder, lm_embedder: LMEmbedder, rules: QualityRules) -> tuple[dict, tuple]:
+    """The arguments fit_quality_model takes for the fit rows (besides lm), and the lm triple the full model adds.
+
+    The hand-written requests (the registry's seeds and the template vocabulary) join every fit as known-right rows.
+    """
+    written = [seed_requests(), template_requests()]
+    written_texts = [text for part in written for text in part.texts]
+    written_tasks = [task_names()[int(i)] for part in written for i in part.labels]
+    texts = [r["text"] for r in fit]
+    common = {
+        "vectors": embedder.encode(texts),
+        "texts": texts,
+        "classes": [true_class(r) for r in fit],
+        "labels": [r["task"] for r in fit],
+        "passes_rules": np.array([rules.reason(t) is None for t in texts]),
+        "written": (embedder.encode(written_texts), written_texts, written_tasks),
+        "encoder": DEFAULT_ENCODER,
+    }
+    return common, (LM_ENCODER, lm_embedder.encode(texts), lm_embedder.encode(written_texts))
+
+
 def recall_threshold(scores: np.ndarray, right: np.ndarray, recall: float) -> float:
     """The highest cut that keeps at least ``recall`` of the right rows."""
     ranked = np.sort(scores[right.astype(bool)])[::-1]
@@ -71,28 +92,14 @@ def main() -> None:
     args = parser.parse_args()
     embedder, lm_embedder = Embedder(DEFAULT_ENCODER, dtype="float32"), LMEmbedder()
     rules = QualityRules()
-    written = [seed_requests(), template_requests()]
-    written_texts = [text for part in written for text in part.texts]
-    written_tasks = [task_names()[int(i)] for part in written for i in part.labels]
     rows = read_audit(args.labels)
     fit = [r for r in rows if r["split"] == "fit"]
     test = [r for r in rows if r["split"] == "test"]
-    texts = [r["text"] for r in fit]
-    common = {
-        "vectors": embedder.encode(texts),
-        "texts": texts,
-        "classes": [true_class(r) for r in fit],
-        "labels": [r["task"] for r in fit],
-        "passes_rules": np.array([rules.reason(t) is None for t in texts]),
-        "written": (embedder.encode(written_texts), written_texts, written_tasks),
-        "encoder": DEFAULT_ENCODER,
-        "target_precision": args.target_precision,
-    }
-    fast, fast_cv = fit_quality_model(**common, cs=(0.03, 0.1, 0.3))
+    common, lm = fit_inputs(fit, embedder, lm_embedder, rules)
+    fast, fast_cv = fit_quality_model(**common, target_precision=args.target_precision, cs=(0.03, 0.1, 0.3))
     right = np.array([r["right"] for r in fit])
     fast.threshold = recall_threshold(fast_cv.pop("out_of_fold"), right, PREFILTER_RECALL)
-    lm = (LM_ENCODER, lm_embedder.encode(texts), lm_embedder.encode(written_texts))
-    full, full_cv = fit_quality_model(**common, lm=lm)
+    full, full_cv = fit_quality_model(**common, target_precision=args.target_precision, lm=lm)
     full_cv.pop("out_of_fold")
     test_vectors = embedder.encode([r["text"] for r in test])
     test_lm = lm_embedder.encode([r["text"] for r in test])
