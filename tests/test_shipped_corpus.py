@@ -85,6 +85,22 @@ def test_the_hand_read_sample_is_drawn_from_this_corpus_generated_rows(rows):
     assert sorted(label["audit_id"] for label in labels) == sorted(row["audit_id"] for row in committed)
 
 
+def test_an_audit_draw_writes_blind_parts_and_refuses_a_seed_an_earlier_draw_used(tmp_path):
+    draw = [sys.executable, str(REPO / "corpus" / "audit" / "draw.py"), "--runs", "seed-0001", "--per-task", "2"]
+    first = [*draw, "--seed", "97", "--out", str(tmp_path / "a.jsonl"), "--parts", "x", "y", "--shared", "4"]
+    done = subprocess.run([*first, "--parts-dir", str(tmp_path)], capture_output=True, text=True, env=cli_env())
+    assert done.returncode == 0, done.stderr
+    sample = read_audit(tmp_path / "a.jsonl")
+    parts = [read_audit(tmp_path / f"part-{name}.jsonl") for name in ("x", "y")]
+    assert len(sample) == 2 * len(all_tasks()) and [len(part) for part in parts] == [10, 10]
+    assert {row["audit_id"] for part in parts for row in part} == {row["audit_id"] for row in sample}
+    assert all(set(row) == {"audit_id", "text"} for part in parts for row in part), "labellers must not see the task"
+    again = [*draw, "--seed", "97", "--out", str(tmp_path / "b.jsonl"), "--exclude", str(tmp_path / "a.jsonl")]
+    refused = subprocess.run(again, capture_output=True, text=True, env=cli_env())
+    assert refused.returncode != 0 and "was used by an earlier draw" in refused.stderr
+    assert not (tmp_path / "b.jsonl").exists()
+
+
 def test_the_labellers_blind_files_share_the_first_rows_and_split_the_rest(rows):
     sampler = load_script("corpus/audit/sample_corpus.py")
     sample = sampler.sample_rows(rows, 50, 3)

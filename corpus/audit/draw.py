@@ -22,10 +22,16 @@ number per task), drawn uniformly over runs within a task, without repeating a n
     python corpus/audit/draw.py --runs "seed-*" "gemma-02*" "grounded-*" "mode-*" --per-task 100 --seed 81 \
         --min-fast-quality 0.3 --quality-model FAST.safetensors --exclude corpus/audit/unlabelled*.jsonl \
         --out corpus/audit/unlabelled-scored.jsonl
+    python corpus/audit/draw.py --runs "seed-*" "gemma-02*" "grounded-*" "mode-*" --per-task 100 --seed 91 \
+        --min-fast-quality 0.3 --quality-model FAST.safetensors --exclude corpus/audit/unlabelled*.jsonl \
+        --out corpus/audit/unlabelled-scored-2.jsonl --parts t1 t2 t3 t4
 
 --min-fast-quality draws only among candidates that pass the quality rules and that a fast quality model scores at
 that floor or above: where the learned stage decides. Every corpus row lies there, so a corpus's precision measured
 on such a draw stays unbiased, while far more of the drawn rows land in the corpus than in a draw from all candidates.
+
+--parts writes the labellers' blind files as sample_corpus.py does (corpus/audit/work/part-NAME.jsonl, the first
+--shared rows in every part, shuffled with seed + 1).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from sample_corpus import WORK, blind_parts, write_jsonl
 
 from instructir.prompts.candidates import read_run_pool
 from instructir.prompts.embed import Embedder
@@ -111,6 +118,9 @@ def main() -> None:
     parser.add_argument("--exclude", type=Path, nargs="*", default=[], help="JSONL files whose texts to skip")
     parser.add_argument("--each-run", action="store_true", help="draw --per-task rows from each run, not the pool")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--parts", nargs="*", default=[], help="names of the labellers' blind files to write")
+    parser.add_argument("--shared", type=int, default=40, help="rows every labeller reads")
+    parser.add_argument("--parts-dir", type=Path, default=WORK, help="where the blind files go")
     args = parser.parse_args()
     runs = sorted({path for glob in args.runs for path in RUNS.glob(glob) if (path / "candidates.parquet").is_file()})
     excluded = [json.loads(line) for path in args.exclude for line in path.read_text().splitlines()]
@@ -120,8 +130,11 @@ def main() -> None:
     exclude = {normalise(row["text"]) for row in excluded}
     eligible = None if args.min_fast_quality is None else scored_above(args.min_fast_quality, args.quality_model)
     sample = draw(runs, args.per_task, args.seed, exclude, args.each_run, eligible)
-    args.out.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in sample), encoding="utf-8")
+    write_jsonl(sample, args.out)
     print(f"{len(sample)} rows from {len(runs)} runs -> {args.out}")
+    for name, part in zip(args.parts, blind_parts(sample, len(args.parts), args.shared, args.seed + 1), strict=True):
+        write_jsonl(part, args.parts_dir / f"part-{name}.jsonl")
+        print(f"{len(part)} rows -> {args.parts_dir / f'part-{name}.jsonl'}")
 
 
 if __name__ == "__main__":
