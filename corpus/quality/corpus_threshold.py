@@ -12,10 +12,12 @@ wrong request, which is unique, as it is. This script estimates the corpus's pre
    pool row above the threshold with a higher score lies within the semantic threshold of it (the deduplication
    keeps the best-scored row of a group; the registry's seeds come first).
 
-The chosen threshold is the lowest on the grid whose estimate reaches --target. The table also gives the corpus size
-the threshold would build (greedy deduplication of the pool, seeds first), so size and precision trade in one view.
+The chosen threshold is the lowest on the grid whose estimate reaches --target, skipping any whose build failed
+the shipping gate (--failed-gate 0.85="audit test half 0.881"; recorded in the JSON). The table also gives the
+corpus size the threshold would build (greedy deduplication of the pool, seeds first), so size and precision trade
+in one view.
 
-    python corpus/quality/corpus_threshold.py [--target 0.92]   # after python corpus/build_corpus.py
+    python corpus/quality/corpus_threshold.py [--target 0.92] [--failed-gate T=WHY ...]   # after build_corpus.py
 """
 
 from __future__ import annotations
@@ -70,6 +72,13 @@ def corpus_size(vectors: np.ndarray, scores: np.ndarray, similarity: float) -> i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", type=float, default=0.92)
+    parser.add_argument(
+        "--failed-gate",
+        nargs="*",
+        default=[],
+        metavar="T=WHY",
+        help="thresholds whose build failed the shipping gate, and why: the choice skips them",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "corpus_threshold.json")
     args = parser.parse_args()
     embedder, lm_embedder, rules = Embedder(DEFAULT_ENCODER, dtype="float32"), LMEmbedder(), QualityRules()
@@ -122,13 +131,16 @@ def main() -> None:
                 "corpus_precision": round(float(right[rows][stay].mean()), 3) if stay.any() else None,
             }
         )
+    failed = dict(item.split("=", 1) for item in args.failed_gate)
     reached = [row["threshold"] for row in table if (row["corpus_precision"] or 0) >= args.target]
-    result = {"target": args.target, "chosen": min(reached) if reached else None, "table": table}
+    allowed = [threshold for threshold in reached if str(threshold) not in failed]
+    result = {"target": args.target, "chosen": min(allowed) if allowed else None, "failed_gate": failed, "table": table}
     header = ("threshold", "corpus rows", "fit kept", "precision", "in corpus", "corpus prec.")
     print(" ".join(f"{name:>12}" for name in header))
     for row in table:
         print(" ".join(f"{row[key]!s:>12}" for key in row))
-    print(f"lowest threshold whose out-of-fold corpus precision reaches {args.target}: {result['chosen']}")
+    skipped = f" (skipping {', '.join(failed)}: their builds failed the gate)" if failed else ""
+    print(f"lowest threshold whose out-of-fold corpus precision reaches {args.target}{skipped}: {result['chosen']}")
     write_json(result, args.out)
 
 
