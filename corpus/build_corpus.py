@@ -148,8 +148,10 @@ def write_outputs(kept: list[dict], funnel: dict, args: argparse.Namespace) -> i
     runs = [RUNS / name for name in funnel["runs"]]
     generation = [{"name": run.name, **json.loads((run / "summary.json").read_text())} for run in runs]
     command = (
-        "bash corpus/generate_runs.sh 101 N && RECIPE=gemma bash corpus/generate_runs.sh 201 N && "
-        "python corpus/build_corpus.py"
+        "RECIPE=seed bash corpus/generate_runs.sh 9 12 1 1000 && "
+        "TASKS=denoise,derain,deblur,dehaze,superres RECIPE=seed bash corpus/generate_runs.sh 13 22 1 1000 && "
+        "TASKS=denoise,derain,deblur,dehaze,superres RECIPE=seed bash corpus/generate_runs.sh 31 40 1 1000 && "
+        "python corpus/build_corpus.py  # the older runs' settings are in the table"
     )
     measured = measure(kept, args.out) if args.measure else None
     write_card(kept, funnel, generation, args.out / "README.md", "instructir-requests", command, measured)

@@ -19,7 +19,9 @@
 # RECIPE=seed (runs seed-0009 on) writes as runs seed-0001..0008 did, SmolLM2 continuing the registry's seeds with
 # no --examples, but without the inline filter. That recipe gave the most corpus rows per hour of generation
 # (about 800, against 405 for gemma and 131 for grounded, counted over the 4,214-row build), so it is the one
-# that grows the corpus fastest on these CPUs.
+# that grows the corpus fastest on these CPUs. Runs seed-0013..0022 and seed-0031..0040 (two streams, one thread
+# each, about 11 minutes a run) used TASKS=denoise,derain,deblur,dehaze,superres and PER_TASK 1000: the five tasks
+# under 700 rows in the 5,478-row build.
 # Usage: [TASKS=a,b] [RECIPE=grounded|gemma|gemma-seeds|seed] bash corpus/generate_runs.sh FIRST_SEED LAST_SEED [THREADS] [PER_TASK]
 set -euo pipefail
 cd "$(dirname "$0")/.."
