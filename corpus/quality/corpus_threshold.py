@@ -81,6 +81,12 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "corpus_threshold.json")
     args = parser.parse_args()
+    failed = {}
+    for item in args.failed_gate:
+        threshold, _, why = item.partition("=")
+        if not why or not threshold.replace(".", "", 1).isdigit():
+            parser.error(f"--failed-gate takes THRESHOLD=WHY, as 0.85='test half 0.881'; not {item!r}")
+        failed[str(float(threshold))] = why
     embedder, lm_embedder, rules = Embedder(DEFAULT_ENCODER, dtype="float32"), LMEmbedder(), QualityRules()
     similarity = FilterConfig().semantic_threshold
 
@@ -131,7 +137,6 @@ def main() -> None:
                 "corpus_precision": round(float(right[rows][stay].mean()), 3) if stay.any() else None,
             }
         )
-    failed = dict(item.split("=", 1) for item in args.failed_gate)
     reached = [row["threshold"] for row in table if (row["corpus_precision"] or 0) >= args.target]
     allowed = [threshold for threshold in reached if str(threshold) not in failed]
     result = {"target": args.target, "chosen": min(allowed) if allowed else None, "failed_gate": failed, "table": table}
