@@ -34,7 +34,12 @@ from instructir.prompts.audit import read_audit
 from instructir.prompts.embed import DEFAULT_ENCODER, Embedder
 from instructir.prompts.filters.cascade import FilterConfig
 from instructir.prompts.filters.quality import QualityRules
-from instructir.prompts.filters.quality_model import FAST_FILE, fit_quality_model, load_quality_model
+from instructir.prompts.filters.quality_model import (
+    FAST_FILE,
+    fit_quality_model,
+    load_quality_model,
+    shipped_model_path,
+)
 from instructir.prompts.filters.semantic import greedy_dedup
 from instructir.prompts.lm_embed import LMEmbedder
 
@@ -96,7 +101,7 @@ def main() -> None:
     texts, vectors = common["texts"], common["vectors"]
     out_of_fold = np.asarray(record["out_of_fold"])
     right = np.array([row["right"] for row in fit], dtype=bool)
-    seen = np.array([rules.reason(text) is None for text in texts])
+    seen = common["passes_rules"]
 
     corpus = pq.read_table(KEPT).to_pylist()
     rejects = pq.read_table(REJECTS, columns=["text", "task", "reason"]).to_pylist()
@@ -105,7 +110,7 @@ def main() -> None:
     pool += [row for row in rejects if row["reason"] in REACHED_THE_STAGE]
     pool_texts = [row["text"] for row in pool]
     pool_vectors = embedder.encode(pool_texts)
-    fast = load_quality_model(ROOT / "instructir" / "data" / "quality" / FAST_FILE)
+    fast = load_quality_model(shipped_model_path(FAST_FILE))
     past = np.flatnonzero(fast.score(pool_vectors, [row["task"] for row in pool], pool_texts) >= fast.threshold)
     past_texts = [pool_texts[i] for i in past]
     scores = full.score(pool_vectors[past], [pool[i]["task"] for i in past], past_texts, lm_embedder.encode(past_texts))
