@@ -31,6 +31,8 @@ number per task), drawn uniformly over runs within a task, without repeating a n
     python corpus/audit/draw.py --runs "seed-000*" "seed-001*" "seed-002*" "seed-003*" "seed-0040" "gemma-02*" \
         "grounded-*" "mode-*" --per-task 100 --seed 121 --min-fast-quality 0.3 \
         --exclude corpus/audit/unlabelled*.jsonl --out corpus/audit/unlabelled-scored-4.jsonl --parts w1 w2 w3 w4
+    python corpus/audit/draw.py --runs "seed-0041" "seed-0051" --per-task 120 --seed 131 --min-fast-quality 0.3 \
+        --exclude corpus/audit/unlabelled*.jsonl --out corpus/audit/unlabelled-targeted-2.jsonl --parts x1 x2 x3 x4
 
 --min-fast-quality draws only among candidates that pass the quality rules and that a fast quality model scores at
 that floor or above: where the learned stage decides. Every corpus row lies there, so a corpus's precision measured
