@@ -12,10 +12,10 @@ wrong request, which is unique, as it is. This script estimates the corpus's pre
    pool row above the threshold with a higher score lies within the semantic threshold of it (the deduplication
    keeps the best-scored row of a group; the registry's seeds come first).
 
-The chosen threshold is the lowest on the grid whose estimate reaches --target, skipping any whose build failed
-the shipping gate (--failed-gate 0.85="audit test half 0.881"; recorded in the JSON). The table also gives the
-corpus size the threshold would build (greedy deduplication of the pool, seeds first), so size and precision trade
-in one view.
+The chosen threshold is the lowest on the grid whose estimate reaches --target and that lies above every threshold
+whose build failed the shipping gate (--failed-gate 0.85="audit test half 0.881"; recorded in the JSON). The table
+also gives the corpus size the threshold would build (greedy deduplication of the pool, seeds first), so size and
+precision trade in one view.
 
     python corpus/quality/corpus_threshold.py [--target 0.92] [--failed-gate T=WHY ...]   # after build_corpus.py
 """
@@ -72,6 +72,16 @@ def corpus_size(vectors: np.ndarray, scores: np.ndarray, similarity: float) -> i
     """Rows left after greedy deduplication in score order (seeds carry an infinite score)."""
     duplicate_of, _ = greedy_dedup(vectors[np.argsort(-scores, kind="stable")], similarity)
     return int((duplicate_of < 0).sum())
+
+
+def choose_threshold(table: list[dict], target: float, failed: list[float]) -> float | None:
+    """The lowest threshold whose estimated corpus precision reaches ``target`` and that lies above every threshold
+    whose build failed the gate: a lower threshold keeps what the failed build kept and more, so it fails too."""
+    floor = max(failed, default=float("-inf"))
+    allowed = [
+        row["threshold"] for row in table if (row["corpus_precision"] or 0) >= target and row["threshold"] > floor
+    ]
+    return min(allowed) if allowed else None
 
 
 def main() -> None:
@@ -142,14 +152,13 @@ def main() -> None:
                 "corpus_precision": round(float(right[rows][stay].mean()), 3) if stay.any() else None,
             }
         )
-    reached = [row["threshold"] for row in table if (row["corpus_precision"] or 0) >= args.target]
-    allowed = [threshold for threshold in reached if str(threshold) not in failed]
-    result = {"target": args.target, "chosen": min(allowed) if allowed else None, "failed_gate": failed, "table": table}
+    chosen = choose_threshold(table, args.target, [float(threshold) for threshold in failed])
+    result = {"target": args.target, "chosen": chosen, "failed_gate": failed, "table": table}
     header = ("threshold", "corpus rows", "fit kept", "precision", "in corpus", "corpus prec.")
     print(" ".join(f"{name:>12}" for name in header))
     for row in table:
         print(" ".join(f"{row[key]!s:>12}" for key in row))
-    skipped = f" (skipping {', '.join(failed)}: their builds failed the gate)" if failed else ""
+    skipped = f" (above {max(failed, key=float)}, whose build failed the gate)" if failed else ""
     print(f"lowest threshold whose out-of-fold corpus precision reaches {args.target}{skipped}: {result['chosen']}")
     write_json(result, args.out)
 
