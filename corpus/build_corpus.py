@@ -151,6 +151,8 @@ def write_outputs(kept: list[dict], funnel: dict, args: argparse.Namespace) -> i
         "RECIPE=seed bash corpus/generate_runs.sh 9 12 1 1000 && "
         "TASKS=denoise,derain,deblur,dehaze,superres RECIPE=seed bash corpus/generate_runs.sh 13 22 1 1000 && "
         "TASKS=denoise,derain,deblur,dehaze,superres RECIPE=seed bash corpus/generate_runs.sh 31 40 1 1000 && "
+        "TASKS=deblur,derain,lowlight,enhance RECIPE=seed bash corpus/generate_runs.sh 41 43 1 1000 && "
+        "TASKS=deblur,derain,lowlight,enhance RECIPE=seed bash corpus/generate_runs.sh 51 53 1 1000 && "
         "python corpus/build_corpus.py  # the older runs' settings are in the table"
     )
     measured = measure(kept, args.out) if args.measure else None

@@ -21,7 +21,9 @@
 # (about 800, against 405 for gemma and 131 for grounded, counted over the 4,214-row build), so it is the one
 # that grows the corpus fastest on these CPUs. Runs seed-0013..0022 and seed-0031..0040 (two streams, one thread
 # each, about 11 minutes a run) used TASKS=denoise,derain,deblur,dehaze,superres and PER_TASK 1000: the five tasks
-# under 700 rows in the 5,478-row build.
+# under 700 rows in the 5,478-row build. Runs seed-0041..0043 and seed-0051..0053 used
+# TASKS=deblur,derain,lowlight,enhance: the two tasks under 1,000 rows in the 9,084-row build and the two that
+# yield the most corpus rows per run.
 # Usage: [TASKS=a,b] [RECIPE=grounded|gemma|gemma-seeds|seed] bash corpus/generate_runs.sh FIRST_SEED LAST_SEED [THREADS] [PER_TASK]
 set -euo pipefail
 cd "$(dirname "$0")/.."
