@@ -2,7 +2,8 @@
 of the recipes that made the corpus (SmolLM2 seed runs, SmolLM2 grounded on hand-written examples, Gemma 3 270M
 completing a document of the same examples). For each: how many candidates it made and how fast, the share the
 learned quality stage keeps (after the quality rules), label precision on its hand-labelled audit rows (with a 95%
-Wilson interval), and diversity (distinct-1/2, Vendi) of its candidates and of the rows the stage keeps.
+Wilson interval; the rows of draws conditioned on a quality score left out), and diversity (distinct-1/2, Vendi)
+of its candidates and of the rows the stage keeps.
 
 Precision is the share of a recipe's labelled sample (drawn before any filtering) that is a coherent request with
 the right label: it measures the generator, not the filter. Diversity depends on how many texts are compared, so
@@ -30,6 +31,15 @@ from instructir.prompts.filters.quality import QualityRules
 
 ROOT = Path(__file__).resolve().parents[2]
 AUDIT = ROOT / "corpus" / "audit" / "labels.jsonl"
+# Draws made only among candidates the fast quality model already favours (draw.py --min-fast-quality): their rows
+# are not a sample of a recipe's candidates, so a recipe's precision leaves them out.
+CONDITIONED_DRAWS = ("unlabelled-scored*.jsonl", "unlabelled-targeted*.jsonl")
+
+
+def conditioned_ids() -> set[str]:
+    """The audit ids of the conditioned draws."""
+    files = [path for pattern in CONDITIONED_DRAWS for path in AUDIT.parent.glob(pattern)]
+    return {json.loads(line)["audit_id"] for path in files for line in path.read_text().splitlines() if line.strip()}
 
 
 def diversity(texts: list[str], vectors: np.ndarray) -> dict[str, float]:
@@ -44,7 +54,7 @@ def diversity(texts: list[str], vectors: np.ndarray) -> dict[str, float]:
 
 
 RECIPES = {
-    "seed runs (SmolLM2, seeds as examples)": "seed-000*",
+    "seed runs (SmolLM2, seeds as examples)": "seed-*",
     "grounded (SmolLM2, hand-written examples)": "grounded-*",
     "gemma (Gemma 3 270M base, complete style)": "gemma-0*",
     "gemma-seeds (the same, registry seeds shown too)": "gemma-seeds-*",
@@ -93,7 +103,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, default=ROOT / "corpus" / "modes" / "report.json")
     args = parser.parse_args()
-    labels = read_audit(AUDIT)
+    conditioned = conditioned_ids()
+    labels = [row for row in read_audit(AUDIT) if row["audit_id"] not in conditioned]
     embedder = Embedder(dtype="float32")
     rules, stage = QualityRules(), learned_quality_stage(embedder, FilterConfig())
 
