@@ -47,8 +47,8 @@ def test_the_shipped_corpus_is_pushed_with_its_card_and_loads_back(tmp_path):
     meta, body = card(target)
     assert meta["task_categories"] == ["text-classification"] and meta["language"] == ["en"]
     shipped_rows = pq.read_metadata(resolve_corpus("instructir-requests")).num_rows
-    assert 1_000 <= shipped_rows < 10_000, "the bucket below assumes the corpus's size; update both together"
-    assert meta["size_categories"] == ["1K<n<10K"] and meta["license"] == "mit"
+    assert 10_000 <= shipped_rows < 100_000, "the bucket below assumes the corpus's size; update both together"
+    assert meta["size_categories"] == ["10K<n<100K"] and meta["license"] == "mit"
     shipped = resolve_corpus("instructir-requests").parent / "README.md"
     assert body.startswith(shipped.read_text(encoding="utf-8").rstrip("\n")) and "## Load it" in body
     rows = datasets.load_dataset(str(target), split="train", cache_dir=str(tmp_path / "hf"))
