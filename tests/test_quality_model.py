@@ -200,6 +200,8 @@ def test_the_corpus_threshold_estimate_counts_a_row_only_when_no_better_near_cop
 def test_the_corpus_threshold_choice_stays_above_every_threshold_whose_build_failed_the_gate():
     script = load_script("corpus/quality/corpus_threshold.py")
     table = [{"threshold": t, "corpus_precision": p} for t, p in ((0.8, 0.91), (0.85, 0.90), (0.9, 0.93), (0.95, None))]
-    assert script.choose_threshold(table, 0.9, []) == 0.8
-    assert script.choose_threshold(table, 0.9, [0.85]) == 0.9, "0.8 keeps all that the failed 0.85 kept, and more"
-    assert script.choose_threshold(table, 0.95, []) is None
+    assert script.choose_corpus_threshold(table, 0.9, []) == 0.8
+    assert script.choose_corpus_threshold(table, 0.9, [0.85]) == 0.9, (
+        "0.8 keeps all that the failed 0.85 kept, and more"
+    )
+    assert script.choose_corpus_threshold(table, 0.95, []) is None

@@ -2,9 +2,9 @@
 
 Retraining changes the fit and test halves' mix (each draw adds rows where the corpus is decided), so the figures
 each model's training.json reports are not comparable across retrainings; this scores both on today's test half.
-For each model: ROC AUC, and the recall of the largest top-scored share whose precision reaches each target.
+For each model: ROC AUC, and the recall at the lowest cut whose kept rows reach each target precision.
 
-    git show HEAD~1:instructir/data/quality/quality-v1.safetensors > /tmp/old.safetensors
+    git show de91ed1~1:instructir/data/quality/quality-v1.safetensors > /tmp/old.safetensors  # the models before
     python corpus/quality/compare.py /tmp/old.safetensors instructir/data/quality/quality-v1.safetensors
 """
 
@@ -19,7 +19,7 @@ from sklearn.metrics import roc_auc_score
 from instructir.prompts.audit import read_audit
 from instructir.prompts.embed import DEFAULT_ENCODER, Embedder
 from instructir.prompts.filters.quality import QualityRules
-from instructir.prompts.filters.quality_model import load_quality_model
+from instructir.prompts.filters.quality_model import choose_threshold, load_quality_model
 from instructir.prompts.lm_embed import LMEmbedder
 
 LABELS = Path(__file__).resolve().parents[2] / "corpus" / "audit" / "labels.jsonl"
@@ -27,11 +27,12 @@ TARGETS = (0.90, 0.92, 0.95)
 
 
 def recall_at_precision(scores: np.ndarray, right: np.ndarray, precision: float) -> float:
-    """Recall of the largest top-scored share of rows whose precision is at least ``precision`` (0 when none)."""
-    ranked = right[np.argsort(-scores, kind="stable")]
-    running = np.cumsum(ranked) / np.arange(1, len(ranked) + 1)
-    reaching = np.flatnonzero(running >= precision)
-    return float(ranked[: reaching.max() + 1].sum() / right.sum()) if len(reaching) else 0.0
+    """Recall at the lowest cut whose kept rows reach ``precision`` (train.py's rule, ``choose_threshold``); 0 when
+    no cut reaches it."""
+    try:
+        return choose_threshold(scores, right, precision)[1]["cv_recall"]
+    except ValueError:
+        return 0.0
 
 
 def main() -> None:

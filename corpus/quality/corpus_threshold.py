@@ -74,7 +74,7 @@ def corpus_size(vectors: np.ndarray, scores: np.ndarray, similarity: float) -> i
     return int((duplicate_of < 0).sum())
 
 
-def choose_threshold(table: list[dict], target: float, failed: list[float]) -> float | None:
+def choose_corpus_threshold(table: list[dict], target: float, failed: list[float]) -> float | None:
     """The lowest threshold whose estimated corpus precision reaches ``target`` and that lies above every threshold
     whose build failed the gate: a lower threshold keeps what the failed build kept and more, so it fails too."""
     floor = max(failed, default=float("-inf"))
@@ -152,7 +152,7 @@ def main() -> None:
                 "corpus_precision": round(float(right[rows][stay].mean()), 3) if stay.any() else None,
             }
         )
-    chosen = choose_threshold(table, args.target, [float(threshold) for threshold in failed])
+    chosen = choose_corpus_threshold(table, args.target, [float(threshold) for threshold in failed])
     result = {"target": args.target, "chosen": chosen, "failed_gate": failed, "table": table}
     header = ("threshold", "corpus rows", "fit kept", "precision", "in corpus", "corpus prec.")
     print(" ".join(f"{name:>12}" for name in header))
